@@ -1,0 +1,162 @@
+//! Authentication: who is this connection?
+//!
+//! The gateway hands the handshake's credentials ([`Credentials`]) to an [`Authenticator`]
+//! and gets an [`Identity`] or a refusal. The reason for a refusal is for logs and metrics
+//! only: every client sees the same `Unauthorized`.
+
+mod table;
+
+use std::sync::Arc;
+
+pub use table::TokenTable;
+
+/// Who a connection belongs to, attached to the socket for its lifetime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user id that permissions are looked up by.
+    pub user_id: Arc<str>,
+}
+
+/// The credentials a client offered in its handshake, before any checking.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    /// The `Authorization` header, raw or `Bearer <token>`.
+    pub header: Option<&'a str>,
+    /// The `auth` object of the Socket.IO CONNECT packet.
+    pub auth: Option<&'a serde_json::Value>,
+}
+
+impl<'a> Credentials<'a> {
+    /// The token candidates in the order they are tried: header first, then `auth.token`
+    /// (the seed gateway's order). Empty and non-string values are not candidates.
+    pub fn tokens(&self) -> impl Iterator<Item = &'a str> {
+        let header = self.header.map(|h| {
+            let h = h.trim();
+            match h.split_once(char::is_whitespace) {
+                Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+                _ if h.eq_ignore_ascii_case("bearer") => "",
+                _ => h,
+            }
+        });
+        let auth = self
+            .auth
+            .and_then(|a| a.as_object())
+            .and_then(|o| o.get("token"))
+            .and_then(|t| t.as_str());
+        header.into_iter().chain(auth).filter(|t| !t.is_empty())
+    }
+}
+
+/// Why a handshake was refused. Never shown to the client.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    /// No header and no usable `auth.token`.
+    #[error("no token in the handshake")]
+    Missing,
+    /// A token was offered but no source knows it.
+    #[error("unknown token")]
+    Unknown,
+}
+
+impl AuthError {
+    /// A bounded label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Unknown => "unknown",
+        }
+    }
+}
+
+/// A source of identities. Implementations must be cheap to call on every handshake.
+pub trait Authenticator: Send + Sync + 'static {
+    /// Resolve the credentials to an identity.
+    fn authenticate(&self, credentials: &Credentials<'_>) -> Result<Identity, AuthError>;
+}
+
+/// Failure to load an authentication source at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("{setting}: cannot read {path}: {source}")]
+    Read {
+        /// The setting that named the file.
+        setting: &'static str,
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is neither the documented JSON nor TOML form.
+    #[error("{setting}: {path} is not {expected}: {reason}")]
+    Format {
+        /// The setting that named the file.
+        setting: &'static str,
+        /// The file.
+        path: String,
+        /// The form the file must have.
+        expected: &'static str,
+        /// What the parsers said.
+        reason: String,
+    },
+}
+
+/// Read a JSON or TOML map file (by extension; unknown extensions try JSON then TOML).
+pub(crate) fn load_map<T: serde::de::DeserializeOwned>(
+    setting: &'static str,
+    path: &std::path::Path,
+    expected: &'static str,
+) -> Result<T, LoadError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        setting,
+        path: shown.clone(),
+        source,
+    })?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let json = || serde_json::from_str::<T>(&text).map_err(|e| format!("JSON: {e}"));
+    let toml = || toml::from_str::<T>(&text).map_err(|e| format!("TOML: {e}"));
+    let result = match ext {
+        "json" => json(),
+        "toml" => toml(),
+        _ => json().or_else(|a| toml().map_err(|b| format!("{a}; {b}"))),
+    };
+    result.map_err(|reason| LoadError::Format {
+        setting,
+        path: shown,
+        expected,
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tokens(header: Option<&str>, auth: Option<serde_json::Value>) -> Vec<String> {
+        let creds = Credentials {
+            header,
+            auth: auth.as_ref(),
+        };
+        creds.tokens().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn header_raw_and_bearer_then_auth_token() {
+        assert_eq!(tokens(Some("abc"), None), ["abc"]);
+        assert_eq!(tokens(Some("Bearer abc"), None), ["abc"]);
+        assert_eq!(tokens(Some("bearer  abc "), None), ["abc"]);
+        assert_eq!(tokens(Some("h"), Some(json!({"token": "a"}))), ["h", "a"]);
+    }
+
+    #[test]
+    fn unusable_values_are_not_candidates() {
+        assert!(tokens(Some(""), None).is_empty());
+        assert!(tokens(Some("Bearer "), None).is_empty());
+        assert!(tokens(None, Some(json!({"token": 5}))).is_empty());
+        assert!(tokens(None, Some(json!({"token": ""}))).is_empty());
+        assert!(tokens(None, Some(json!("valid-token-1"))).is_empty());
+        assert!(tokens(None, Some(json!(["valid-token-1"]))).is_empty());
+    }
+}

@@ -1,0 +1,189 @@
+//! The backplane: how an update reaches the right sockets on every replica.
+//!
+//! The gateway never speaks Redis and this module never sees a socket. Between them:
+//! - [`Backplane`]: publish a [`Broadcast`] to the fleet, and subscribe / unsubscribe a room
+//!   as its first local member arrives and its last one leaves;
+//! - an [`Inbound`] channel: what the fleet asks this replica to do locally (deliver a
+//!   broadcast, act on a request). Everything a replica delivers, its own publishes
+//!   included, arrives through it, so there is one delivery path whatever the engine.
+//!
+//! Engines: [`memory`] (one replica, no Redis) and [`redis`] (the socket.io Redis adapter's
+//! wire format, [`wire`] and [`request`]).
+
+pub mod memory;
+pub mod redis;
+pub mod request;
+pub mod wire;
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
+
+pub use request::{Request, RequestKind};
+pub use wire::Args;
+
+/// The namespace's channel prefix of the socket.io Redis adapter (`socket.io` + `#/#`).
+pub const BROADCAST_CHANNEL: &str = "socket.io#/#";
+/// Requests between servers (socketsJoin, fetchSockets, ...), JSON or msgpack.
+pub const REQUEST_CHANNEL: &str = "socket.io-request#/#";
+/// Answers to requests.
+pub const RESPONSE_CHANNEL: &str = "socket.io-response#/#";
+
+/// Messages the inbound channel holds before the engine waits for the gateway. Redis
+/// pub/sub cannot be slowed down, so this is where a burst is absorbed.
+pub const INBOUND_CAPACITY: usize = 65_536;
+
+/// The channel of one room: `socket.io#/#<room>#`.
+pub fn room_channel(room: &str) -> String {
+    format!("{BROADCAST_CHANNEL}{room}#")
+}
+
+/// The channel a broadcast is published on: the room's own channel when it targets exactly
+/// one room (only replicas with members receive it), else the namespace channel.
+pub fn channel_for(b: &Broadcast) -> String {
+    match b.rooms.as_slice() {
+        [room] => room_channel(room),
+        _ => BROADCAST_CHANNEL.to_owned(),
+    }
+}
+
+/// An update for the sockets of some rooms (or of all), decoded once per replica.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Broadcast {
+    /// Event name the clients receive.
+    pub event: String,
+    /// Arguments after the event name.
+    pub args: Args,
+    /// Target rooms; empty means every socket.
+    pub rooms: Vec<String>,
+    /// Sockets in any of these rooms are skipped.
+    pub except: Vec<String>,
+    /// May be skipped for a socket that cannot take it right now.
+    pub volatile: bool,
+}
+
+/// What the fleet asks this replica to do with its local sockets.
+#[derive(Debug)]
+pub enum Inbound {
+    /// Deliver to the matching local sockets.
+    Broadcast(Broadcast),
+    /// Act on, and maybe answer, a request of another server or an emitter.
+    Request(Request),
+}
+
+/// The sending half of the inbound channel, as engines hold it.
+pub type InboundTx = mpsc::Sender<Inbound>;
+/// The receiving half, consumed by the gateway's delivery task.
+pub type InboundRx = mpsc::Receiver<Inbound>;
+
+/// A backplane failure, as seen by callers.
+#[derive(Debug, thiserror::Error)]
+pub enum BackplaneError {
+    /// Redis refused or could not be reached.
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    /// No connection could be taken from the publish pool.
+    #[error("redis pool: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    /// The engine's task has stopped (shutdown).
+    #[error("backplane stopped")]
+    Stopped,
+}
+
+/// One engine of the backplane.
+pub trait Backplane: Send + Sync + 'static {
+    /// Send `b` to every replica, this one included.
+    fn publish(&self, b: Broadcast) -> BoxFuture<'static, Result<(), BackplaneError>>;
+
+    /// Start receiving the broadcasts of `room`. The request is ordered with other
+    /// subscribe / unsubscribe calls at call time; the future completes once the room's
+    /// messages will arrive (or at once while the engine is disconnected: it subscribes
+    /// again on reconnect).
+    fn subscribe(&self, room: &str) -> BoxFuture<'static, Result<(), BackplaneError>>;
+
+    /// Stop receiving the broadcasts of `room`.
+    fn unsubscribe(&self, room: &str);
+
+    /// Answer a request (fetchSockets, allRooms, ...) on the response channel.
+    fn respond(
+        &self,
+        response: request::Response,
+    ) -> BoxFuture<'static, Result<(), BackplaneError>>;
+
+    /// Whether the engine can currently receive the fleet's messages.
+    fn is_ready(&self) -> bool;
+}
+
+/// Logs at most one line per kind per interval, with the count of what it held back, so a
+/// flood of bad messages costs a counter increment each, not a log line each.
+#[derive(Debug)]
+pub struct LogLimiter {
+    interval: Duration,
+    last: Mutex<HashMap<&'static str, (Instant, u64)>>,
+}
+
+impl LogLimiter {
+    /// A limiter allowing one line per kind per `interval`.
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Returns `Some(suppressed)` when a line for `kind` may be logged now.
+    pub fn allow(&self, kind: &'static str) -> Option<u64> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        match last.get_mut(kind) {
+            Some((at, held)) if now.duration_since(*at) < self.interval => {
+                *held += 1;
+                None
+            }
+            Some((at, held)) => {
+                let n = *held;
+                *at = now;
+                *held = 0;
+                Some(n)
+            }
+            None => {
+                last.insert(kind, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_follow_the_adapter() {
+        let mut b = Broadcast {
+            event: "e".into(),
+            args: Args::default(),
+            rooms: vec!["project_one".into()],
+            except: vec![],
+            volatile: false,
+        };
+        assert_eq!(channel_for(&b), "socket.io#/#project_one#");
+        b.rooms.push("b".into());
+        assert_eq!(channel_for(&b), "socket.io#/#");
+        b.rooms.clear();
+        assert_eq!(channel_for(&b), "socket.io#/#");
+    }
+
+    #[test]
+    fn limiter_holds_back_repeats() {
+        let l = LogLimiter::new(Duration::from_secs(60));
+        assert_eq!(l.allow("a"), Some(0));
+        assert_eq!(l.allow("a"), None);
+        assert_eq!(l.allow("b"), Some(0));
+    }
+}

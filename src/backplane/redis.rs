@@ -1,0 +1,338 @@
+//! The Redis engine: pub/sub in the socket.io Redis adapter's format.
+//!
+//! One task owns the subscriber connection. It takes subscribe / unsubscribe commands in
+//! the order they were made, reads messages, decodes each once and hands it to the
+//! gateway through the inbound channel. When Redis goes away it marks the engine not
+//! ready, logs once, reconnects with capped exponential backoff and jitter, and subscribes
+//! again to every room that still has members. Publishing uses a separate pool
+//! (`deadpool-redis`), so a slow subscriber never delays a publish.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use deadpool_redis::redis::AsyncCommands;
+use futures_util::{FutureExt, StreamExt, future::BoxFuture};
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    BROADCAST_CHANNEL, Backplane, BackplaneError, Broadcast, Inbound, InboundRx, InboundTx,
+    LogLimiter, REQUEST_CHANNEL, request, room_channel, wire,
+};
+
+/// How often the subscriber checks that Redis still answers, and how long it waits.
+const PING_EVERY: Duration = Duration::from_secs(5);
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
+/// Reconnect delays: doubling from the first to the cap, each with jitter.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+enum Command {
+    Subscribe(String, oneshot::Sender<()>),
+    Unsubscribe(String),
+}
+
+/// Publishes broadcasts in the emitter's wire format. Shared by the engine and by the
+/// `publish` library, so both send identical bytes.
+#[derive(Clone)]
+pub struct RedisPublisher {
+    pool: deadpool_redis::Pool,
+    uid: Arc<str>,
+}
+
+impl std::fmt::Debug for RedisPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisPublisher")
+            .field("uid", &self.uid)
+            .finish()
+    }
+}
+
+impl RedisPublisher {
+    /// A publisher that stamps its messages with `uid`.
+    pub fn new(url: &str, uid: &str) -> Result<Self, BackplaneError> {
+        let pool = deadpool_redis::Config::from_url(url)
+            .builder()
+            .map_err(|e| {
+                BackplaneError::Redis(::redis::RedisError::from((
+                    ::redis::ErrorKind::InvalidClientConfig,
+                    "bad pool config",
+                    e.to_string(),
+                )))
+            })?
+            .max_size(8)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .build()
+            .map_err(|e| {
+                BackplaneError::Redis(::redis::RedisError::from((
+                    ::redis::ErrorKind::InvalidClientConfig,
+                    "bad pool config",
+                    e.to_string(),
+                )))
+            })?;
+        Ok(Self {
+            pool,
+            uid: uid.into(),
+        })
+    }
+
+    /// Publish `b`; returns how many subscribers received it.
+    pub async fn publish(&self, b: &Broadcast) -> Result<u64, BackplaneError> {
+        let bytes = wire::encode(&self.uid, b);
+        self.publish_raw(&super::channel_for(b), bytes).await
+    }
+
+    /// Publish already-encoded bytes on `channel`.
+    pub async fn publish_raw(&self, channel: &str, bytes: Vec<u8>) -> Result<u64, BackplaneError> {
+        let mut conn = self.pool.get().await?;
+        Ok(conn.publish(channel, bytes).await?)
+    }
+}
+
+/// The Redis engine's handle, cheap to share.
+pub struct RedisBackplane {
+    commands: mpsc::UnboundedSender<Command>,
+    publisher: RedisPublisher,
+    inbound: InboundTx,
+    ready: Arc<AtomicBool>,
+}
+
+impl RedisBackplane {
+    /// Start the subscriber task and return the engine and the inbound channel. The task
+    /// keeps retrying in the background; check [`Backplane::is_ready`].
+    pub fn start(url: &str) -> Result<(Self, InboundRx), BackplaneError> {
+        let client = ::redis::Client::open(url)?;
+        // Never the 6-character form Node adapters use, so uids cannot collide.
+        let uid = format!("wsgate-{}", uuid::Uuid::new_v4().simple());
+        let publisher = RedisPublisher::new(url, &uid)?;
+        let (tx, rx) = mpsc::channel(super::INBOUND_CAPACITY);
+        let (ctx, crx) = mpsc::unbounded_channel();
+        let ready = Arc::new(AtomicBool::new(false));
+        let sub = Subscriber {
+            client,
+            uid: uid.clone(),
+            inbound: tx.clone(),
+            ready: ready.clone(),
+            rooms: HashSet::new(),
+            logs: LogLimiter::new(Duration::from_secs(10)),
+        };
+        tokio::spawn(sub.run(crx));
+        tracing::info!(uid = %uid, "redis backplane starting");
+        Ok((
+            Self {
+                commands: ctx,
+                publisher,
+                inbound: tx,
+                ready,
+            },
+            rx,
+        ))
+    }
+}
+
+impl Backplane for RedisBackplane {
+    fn publish(&self, b: Broadcast) -> BoxFuture<'static, Result<(), BackplaneError>> {
+        let publisher = self.publisher.clone();
+        let inbound = self.inbound.clone();
+        async move {
+            // Our own copy comes back from Redis with our uid and is skipped there, so
+            // local members get it here, once, even while Redis is down.
+            publisher.publish(&b).await?;
+            inbound
+                .send(Inbound::Broadcast(b))
+                .await
+                .map_err(|_| BackplaneError::Stopped)
+        }
+        .boxed()
+    }
+
+    fn subscribe(&self, room: &str) -> BoxFuture<'static, Result<(), BackplaneError>> {
+        let (done, wait) = oneshot::channel();
+        let sent = self
+            .commands
+            .send(Command::Subscribe(room_channel(room), done));
+        async move {
+            sent.map_err(|_| BackplaneError::Stopped)?;
+            wait.await.map_err(|_| BackplaneError::Stopped)
+        }
+        .boxed()
+    }
+
+    fn unsubscribe(&self, room: &str) {
+        let _ = self.commands.send(Command::Unsubscribe(room_channel(room)));
+    }
+
+    fn respond(&self, r: request::Response) -> BoxFuture<'static, Result<(), BackplaneError>> {
+        let publisher = self.publisher.clone();
+        async move { publisher.publish_raw(&r.channel, r.payload).await.map(drop) }.boxed()
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
+struct Subscriber {
+    client: ::redis::Client,
+    uid: String,
+    inbound: InboundTx,
+    ready: Arc<AtomicBool>,
+    /// Room channels with local members: what to subscribe to again after a reconnect.
+    rooms: HashSet<String>,
+    logs: LogLimiter,
+}
+
+/// Why a connected session ended.
+enum End {
+    /// The gateway dropped the engine: stop.
+    Shutdown,
+    /// The connection failed: reconnect.
+    Lost(String),
+}
+
+impl Subscriber {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut delay = BACKOFF_FIRST;
+        let mut down_since_logged = false;
+        loop {
+            match self.session(&mut commands).await {
+                End::Shutdown => return,
+                End::Lost(why) => {
+                    if self.ready.swap(false, Ordering::Relaxed) {
+                        // It was up: a new outage, logged once more.
+                        delay = BACKOFF_FIRST;
+                        down_since_logged = false;
+                        metrics::gauge!("wsgate_backplane_connected").set(0.0);
+                    }
+                    if !down_since_logged {
+                        tracing::warn!(error = %why, "redis backplane down; serving local clients, reconnecting");
+                        down_since_logged = true;
+                    } else {
+                        tracing::debug!(error = %why, "redis reconnect attempt failed");
+                    }
+                }
+            }
+            // While waiting, keep taking commands so joins and leaves never block.
+            let jitter = rand::rng().random_range(0.5..1.0);
+            let sleep = tokio::time::sleep(delay.mul_f64(jitter));
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut sleep => break,
+                    cmd = commands.recv() => match cmd {
+                        None => return,
+                        Some(Command::Subscribe(ch, done)) => { self.rooms.insert(ch); let _ = done.send(()); }
+                        Some(Command::Unsubscribe(ch)) => { self.rooms.remove(&ch); }
+                    }
+                }
+            }
+            delay = (delay * 2).min(BACKOFF_CAP);
+            metrics::counter!("wsgate_backplane_reconnects_total").increment(1);
+        }
+    }
+
+    /// One connection's life: connect, subscribe, then serve messages and commands.
+    async fn session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> End {
+        let pubsub = match tokio::time::timeout(PING_TIMEOUT, self.client.get_async_pubsub()).await
+        {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return End::Lost(e.to_string()),
+            Err(_) => return End::Lost("connect timed out".into()),
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let mut initial: Vec<String> = vec![BROADCAST_CHANNEL.into(), REQUEST_CHANNEL.into()];
+        initial.extend(self.rooms.iter().cloned());
+        if let Err(e) = sink.subscribe(&initial).await {
+            return End::Lost(e.to_string());
+        }
+        self.ready.store(true, Ordering::Relaxed);
+        metrics::gauge!("wsgate_backplane_connected").set(1.0);
+        metrics::gauge!("wsgate_backplane_subscriptions").set(self.rooms.len() as f64);
+        tracing::info!(
+            rooms = self.rooms.len(),
+            "redis backplane connected and subscribed"
+        );
+
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                msg = stream.next() => match msg {
+                    Some(msg) => self.on_message(&msg).await,
+                    None => return End::Lost("connection closed".into()),
+                },
+                cmd = commands.recv() => {
+                    let result = match cmd {
+                        None => return End::Shutdown,
+                        Some(Command::Subscribe(ch, done)) => {
+                            let r = if self.rooms.insert(ch.clone()) { sink.subscribe(&ch).await } else { Ok(()) };
+                            let _ = done.send(());
+                            r
+                        }
+                        Some(Command::Unsubscribe(ch)) => {
+                            if self.rooms.remove(&ch) { sink.unsubscribe(&ch).await } else { Ok(()) }
+                        }
+                    };
+                    metrics::gauge!("wsgate_backplane_subscriptions").set(self.rooms.len() as f64);
+                    if let Err(e) = result {
+                        return End::Lost(e.to_string());
+                    }
+                }
+                _ = ping.tick() => {
+                    match tokio::time::timeout(PING_TIMEOUT, sink.ping::<String>()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return End::Lost(e.to_string()),
+                        Err(_) => return End::Lost("ping timed out".into()),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_message(&self, msg: &::redis::Msg) {
+        let payload = msg.get_payload_bytes();
+        let inbound = if msg.get_channel_name() == REQUEST_CHANNEL {
+            match request::decode(payload) {
+                Ok(r) if r.uid.as_deref() == Some(self.uid.as_str()) => return,
+                Ok(r) => {
+                    metrics::counter!("wsgate_backplane_messages_total", "kind" => "request")
+                        .increment(1);
+                    Inbound::Request(r)
+                }
+                Err(e) => return self.bad_message("bad_request", &e.to_string()),
+            }
+        } else {
+            match wire::decode(payload) {
+                Ok(env) if env.uid == self.uid || env.nsp != "/" => return,
+                Ok(env) => {
+                    metrics::counter!("wsgate_backplane_messages_total", "kind" => "broadcast")
+                        .increment(1);
+                    Inbound::Broadcast(env.broadcast)
+                }
+                Err(e) => return self.bad_message(e.kind(), &e.to_string()),
+            }
+        };
+        // Waits only when the gateway is a whole inbound channel behind.
+        let _ = self.inbound.send(inbound).await;
+    }
+
+    fn bad_message(&self, kind: &'static str, detail: &str) {
+        metrics::counter!("wsgate_backplane_decode_errors_total", "kind" => kind).increment(1);
+        if let Some(held) = self.logs.allow(kind) {
+            tracing::warn!(
+                kind,
+                suppressed = held,
+                detail,
+                "dropped a backplane message that does not decode"
+            );
+        }
+    }
+}

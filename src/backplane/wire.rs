@@ -1,0 +1,329 @@
+//! The broadcast wire format of `@socket.io/redis-adapter` and `@socket.io/redis-emitter`:
+//! a msgpack array `[uid, packet, opts]`. Values only, no I/O.
+//!
+//! Maps are read by key, never by position, because every emitter implementation orders
+//! them differently. Arguments stay [`rmpv::Value`]s from decode to the socket write: that
+//! keeps object key order, 64-bit integers, floats and binary exactly as published.
+
+use rmpv::Value;
+use serde::ser::{Serialize, SerializeTuple, Serializer};
+
+use super::Broadcast;
+
+/// Socket.IO packet type of an event.
+const EVENT: u64 = 2;
+/// Socket.IO packet type of an event with binary attachments (accepted, never sent).
+const BINARY_EVENT: u64 = 5;
+/// Deepest nesting accepted in a message, far beyond any real payload; stops a hostile
+/// publisher from exhausting the subscriber's stack.
+const MAX_DEPTH: usize = 256;
+
+/// The arguments of an event after its name. Serializes as a tuple, which socketioxide
+/// expands into separate Socket.IO arguments; binary values become attachments.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Args(pub Vec<Value>);
+
+impl Serialize for Args {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(self.0.len())?;
+        for v in &self.0 {
+            t.serialize_element(v)?;
+        }
+        t.end()
+    }
+}
+
+/// Why a message from the backplane could not be decoded. The label is bounded, for
+/// metrics and rate-limited logs.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    /// Not valid msgpack (or nested deeper than the limit).
+    #[error("not msgpack: {0}")]
+    NotMsgpack(String),
+    /// Valid msgpack but not `[uid, packet, opts]`.
+    #[error("not a [uid, packet, opts] array")]
+    NotEnvelope,
+    /// The packet is not an event map with `data: [event, ...args]`.
+    #[error("packet is not an event: {0}")]
+    BadPacket(&'static str),
+    /// `opts` has a field of the wrong type.
+    #[error("bad opts: {0}")]
+    BadOpts(&'static str),
+}
+
+impl WireError {
+    /// A bounded label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WireError::NotMsgpack(_) => "not_msgpack",
+            WireError::NotEnvelope => "not_envelope",
+            WireError::BadPacket(_) => "bad_packet",
+            WireError::BadOpts(_) => "bad_opts",
+        }
+    }
+}
+
+/// A decoded broadcast with the uid of the server (or `"emitter"`) that sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// Sender's uid, used to skip a replica's own messages.
+    pub uid: String,
+    /// Namespace of the packet (`/` for wsgate).
+    pub nsp: String,
+    /// What to deliver.
+    pub broadcast: Broadcast,
+}
+
+fn get<'a>(map: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
+    map.iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .map(|(_, v)| v)
+}
+
+fn strings(v: Option<&Value>, what: &'static str) -> Result<Vec<String>, WireError> {
+    match v {
+        None | Some(Value::Nil) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) => s
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or(WireError::BadOpts(what)),
+                // Node joins numeric rooms and stringifies them for channel names.
+                Value::Integer(n) => Ok(n.to_string()),
+                Value::F64(f) => Ok(f.to_string()),
+                _ => Err(WireError::BadOpts(what)),
+            })
+            .collect(),
+        Some(_) => Err(WireError::BadOpts(what)),
+    }
+}
+
+/// Decode one message of a broadcast channel.
+pub fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
+    let value = rmpv::decode::read_value_with_max_depth(&mut &bytes[..], MAX_DEPTH)
+        .map_err(|e| WireError::NotMsgpack(e.to_string()))?;
+    let Value::Array(mut parts) = value else {
+        return Err(WireError::NotEnvelope);
+    };
+    if !(2..=3).contains(&parts.len()) {
+        return Err(WireError::NotEnvelope);
+    }
+    let opts = if parts.len() == 3 { parts.pop() } else { None };
+    let Some(Value::Map(packet)) = parts.pop() else {
+        return Err(WireError::BadPacket("not a map"));
+    };
+    let uid = match parts.pop() {
+        Some(Value::String(s)) => s.into_str().ok_or(WireError::NotEnvelope)?,
+        _ => return Err(WireError::NotEnvelope),
+    };
+
+    match get(&packet, "type").and_then(Value::as_u64) {
+        Some(EVENT | BINARY_EVENT) => {}
+        _ => return Err(WireError::BadPacket("type is not 2 or 5")),
+    }
+    let nsp = match get(&packet, "nsp") {
+        None | Some(Value::Nil) => "/".to_owned(),
+        Some(v) => v
+            .as_str()
+            .ok_or(WireError::BadPacket("nsp is not a string"))?
+            .to_owned(),
+    };
+    let mut packet = packet;
+    let data = packet
+        .iter_mut()
+        .find(|(k, _)| k.as_str() == Some("data"))
+        .map(|(_, v)| std::mem::replace(v, Value::Nil));
+    let Some(Value::Array(mut data)) = data else {
+        return Err(WireError::BadPacket("data is not an array"));
+    };
+    if data.is_empty() {
+        return Err(WireError::BadPacket("data is empty"));
+    }
+    let event = match data.remove(0) {
+        Value::String(s) => s
+            .into_str()
+            .ok_or(WireError::BadPacket("event name is not UTF-8"))?,
+        _ => return Err(WireError::BadPacket("event name is not a string")),
+    };
+
+    let (rooms, except, volatile) = match &opts {
+        None | Some(Value::Nil) => (Vec::new(), Vec::new(), false),
+        Some(Value::Map(o)) => {
+            let volatile = match get(o, "flags") {
+                None | Some(Value::Nil) => false,
+                Some(Value::Map(f)) => get(f, "volatile").and_then(Value::as_bool) == Some(true),
+                Some(_) => return Err(WireError::BadOpts("flags is not a map")),
+            };
+            (
+                strings(get(o, "rooms"), "rooms is not a list of strings")?,
+                strings(get(o, "except"), "except is not a list of strings")?,
+                volatile,
+            )
+        }
+        Some(_) => return Err(WireError::BadOpts("opts is not a map")),
+    };
+
+    Ok(Envelope {
+        uid,
+        nsp,
+        broadcast: Broadcast {
+            event,
+            args: Args(data),
+            rooms,
+            except,
+            volatile,
+        },
+    })
+}
+
+fn str_list(items: &[String]) -> Value {
+    Value::Array(items.iter().map(|s| Value::from(s.as_str())).collect())
+}
+
+/// Encode a broadcast exactly as `@socket.io/redis-emitter` does (same keys, same order),
+/// so a wsgate publish is byte-for-byte what a Node backend would send.
+pub fn encode(uid: &str, b: &Broadcast) -> Vec<u8> {
+    let mut data = Vec::with_capacity(b.args.0.len() + 1);
+    data.push(Value::from(b.event.as_str()));
+    data.extend(b.args.0.iter().cloned());
+    let packet = Value::Map(vec![
+        // Always 2, binary or not: Node's parser promotes it on receipt and mishandles 5.
+        ("type".into(), Value::from(EVENT)),
+        ("data".into(), Value::Array(data)),
+        ("nsp".into(), "/".into()),
+    ]);
+    let flags = if b.volatile {
+        vec![("volatile".into(), Value::Boolean(true))]
+    } else {
+        Vec::new()
+    };
+    let opts = Value::Map(vec![
+        ("rooms".into(), str_list(&b.rooms)),
+        ("flags".into(), Value::Map(flags)),
+        ("except".into(), str_list(&b.except)),
+    ]);
+    let msg = Value::Array(vec![uid.into(), packet, opts]);
+    let mut out = Vec::with_capacity(64);
+    // Writing into a Vec cannot fail.
+    let _ = rmpv::encode::write_value(&mut out, &msg);
+    out
+}
+
+/// Convert JSON (key order kept) into the msgpack value the emitter would produce:
+/// integers stay integers, other numbers become float64.
+pub fn from_json(v: &serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Value::Nil,
+        J::Bool(b) => Value::Boolean(*b),
+        J::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Value::from(u),
+            (_, Some(i)) => Value::from(i),
+            _ => Value::F64(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => Value::from(s.as_str()),
+        J::Array(a) => Value::Array(a.iter().map(from_json).collect()),
+        J::Object(o) => Value::Map(
+            o.iter()
+                .map(|(k, v)| (Value::from(k.as_str()), from_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `emitter.to("project_one").emit("update", {x: 1})`, from DESIGN.md §2.
+    const DESIGN_HEX: &str = "93a7656d697474657283a47479706502a46461746192a675706461746581a17801a36e7370a12f83a5726f6f6d7391ab70726f6a6563745f6f6e65a5666c61677380a665786365707490";
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn update_x1() -> Broadcast {
+        Broadcast {
+            event: "update".into(),
+            args: Args(vec![from_json(&serde_json::json!({"x": 1}))]),
+            rooms: vec!["project_one".into()],
+            except: vec![],
+            volatile: false,
+        }
+    }
+
+    #[test]
+    fn encode_matches_the_design_example_byte_for_byte() {
+        assert_eq!(encode("emitter", &update_x1()), unhex(DESIGN_HEX));
+    }
+
+    #[test]
+    fn decode_reads_the_design_example() {
+        let e = decode(&unhex(DESIGN_HEX)).unwrap();
+        assert_eq!(e.uid, "emitter");
+        assert_eq!(e.nsp, "/");
+        assert_eq!(e.broadcast, update_x1());
+    }
+
+    #[test]
+    fn decode_reads_maps_by_key_and_flags() {
+        // opts and packet with keys in another order, several args, binary, volatile.
+        let msg = Value::Array(vec![
+            "abc".into(),
+            Value::Map(vec![
+                ("nsp".into(), "/".into()),
+                (
+                    "data".into(),
+                    Value::Array(vec!["ev".into(), 1.into(), Value::Binary(vec![1, 2])]),
+                ),
+                ("type".into(), 5.into()),
+            ]),
+            Value::Map(vec![
+                ("except".into(), Value::Array(vec!["c".into()])),
+                (
+                    "flags".into(),
+                    Value::Map(vec![("volatile".into(), true.into())]),
+                ),
+                ("rooms".into(), Value::Array(vec!["a".into(), "b".into()])),
+            ]),
+        ]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &msg).unwrap();
+        let e = decode(&bytes).unwrap();
+        assert_eq!(e.uid, "abc");
+        assert_eq!(e.broadcast.event, "ev");
+        assert_eq!(e.broadcast.args.0.len(), 2);
+        assert_eq!(e.broadcast.rooms, ["a", "b"]);
+        assert_eq!(e.broadcast.except, ["c"]);
+        assert!(e.broadcast.volatile);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let cases: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0xc1],
+            b"{\"json\":1}".to_vec(),
+            vec![0x93, 0x01, 0x02, 0x03],
+            unhex("93a1758182a474797065020080"),
+            vec![0x91; 10_000],
+        ];
+        for c in cases {
+            assert!(decode(&c).is_err(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn json_keeps_key_order_and_number_kinds() {
+        let j: serde_json::Value =
+            serde_json::from_str(r#"{"z":1,"a":-2,"m":1.5,"big":18446744073709551615}"#).unwrap();
+        let v = from_json(&j);
+        let back = serde_json::to_string(&v).unwrap();
+        assert_eq!(back, r#"{"z":1,"a":-2,"m":1.5,"big":18446744073709551615}"#);
+    }
+}

@@ -1,0 +1,173 @@
+//! Every setting of every subcommand, from flags and `WSGATE_*` environment variables.
+//!
+//! clap does the parsing and the "bad value" messages (they name the flag, the variable and
+//! the expected form); the checks that need more than one value or a file live in the
+//! modules that own those values (`auth`, `authz`), which report errors naming the setting.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The `wsgate` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wsgate",
+    version,
+    about = "A horizontally scaled Socket.IO gateway"
+)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of `wsgate`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a gateway replica.
+    Serve(ServeConfig),
+    /// Publish updates into a fleet through Redis, in the socket.io emitter wire format.
+    Publish(PublishConfig),
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Settings of `wsgate serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on (`host:port`; port 0 picks a free port, printed on stdout as
+    /// `WSGATE_LISTENING=host:port`).
+    #[arg(long, env = "WSGATE_LISTEN", default_value = "0.0.0.0:3000")]
+    pub listen: SocketAddr,
+
+    /// Redis URL of the fleet's backplane (`redis://host:port[/db]`). Absent: an in-process
+    /// backplane, for a single replica.
+    #[arg(long, env = "WSGATE_REDIS_URL", value_parser = parse_redis_url)]
+    pub redis_url: Option<String>,
+
+    /// Token table: a JSON or TOML file mapping token -> user id. Absent: the demo tokens.
+    #[arg(long, env = "WSGATE_TOKENS")]
+    pub tokens: Option<PathBuf>,
+
+    /// Permission table: a JSON or TOML file mapping user id -> list of project ids.
+    /// Absent: the demo permissions.
+    #[arg(long, env = "WSGATE_PERMISSIONS")]
+    pub permissions: Option<PathBuf>,
+
+    /// Largest inbound websocket message or polling request body (e.g. `1MiB`, `65536`).
+    /// A client over it is disconnected.
+    #[arg(long, env = "WSGATE_MAX_PAYLOAD", default_value = "1MiB", value_parser = parse_size)]
+    pub max_payload: u64,
+
+    /// Packets queued per socket before further non-volatile packets fail for that socket.
+    #[arg(long, env = "WSGATE_MAX_BUFFER", default_value_t = 4096)]
+    pub max_buffer: usize,
+
+    /// Engine.IO ping interval (e.g. `25s`).
+    #[arg(long, env = "WSGATE_PING_INTERVAL", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub ping_interval: Duration,
+
+    /// Engine.IO ping timeout (e.g. `20s`).
+    #[arg(long, env = "WSGATE_PING_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub ping_timeout: Duration,
+
+    /// Publish the demo `chat` update to each demo project at this interval (e.g. `5s`),
+    /// through the backplane. Absent: no demo updates.
+    #[arg(long, env = "WSGATE_DEMO_PUSH", value_parser = humantime::parse_duration)]
+    pub demo_push: Option<Duration>,
+
+    /// Log format (`text` or `json`); the level comes from `RUST_LOG` (default `info`).
+    #[arg(long, env = "WSGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Settings of `wsgate publish`.
+#[derive(Debug, Clone, Args)]
+pub struct PublishConfig {
+    /// Redis URL of the fleet (`redis://host:port[/db]`).
+    #[arg(long, env = "WSGATE_REDIS_URL", value_parser = parse_redis_url)]
+    pub redis_url: String,
+
+    /// Target room (repeatable). None: every socket of the namespace.
+    #[arg(long = "room")]
+    pub rooms: Vec<String>,
+
+    /// Room whose members must not receive the update (repeatable).
+    #[arg(long = "except")]
+    pub except: Vec<String>,
+
+    /// Event name the clients receive.
+    #[arg(long, default_value = "chat")]
+    pub event: String,
+
+    /// The event's argument as JSON, or `@path` to read it from a file. A JSON array is sent
+    /// as one array argument; use `--args` for several arguments.
+    #[arg(long, default_value = "null", conflicts_with = "args")]
+    pub data: String,
+
+    /// Several arguments, as a JSON array whose elements become the arguments.
+    #[arg(long)]
+    pub args: Option<String>,
+
+    /// Mark the update volatile: replicas may skip it for sockets that are not ready.
+    #[arg(long)]
+    pub volatile: bool,
+
+    /// Publish every DURATION (e.g. `1s`) until `--count` updates were sent.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub every: Option<Duration>,
+
+    /// Number of updates to publish.
+    #[arg(long, default_value_t = 1)]
+    pub count: u64,
+
+    /// Reproduce the seed's periodic push: `Hello, <project>! Time is -- <time> --` on event
+    /// `chat` to each demo project (with `--every`, repeatedly).
+    #[arg(long)]
+    pub demo: bool,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let size: bytesize::ByteSize = s
+        .trim()
+        .parse()
+        .map_err(|e| format!("expected a size such as 1048576, 64KiB or 1MiB ({e})"))?;
+    if size.as_u64() == 0 {
+        return Err("expected a size above zero".into());
+    }
+    Ok(size.as_u64())
+}
+
+fn parse_redis_url(s: &str) -> Result<String, String> {
+    redis::parse_redis_url(s)
+        .filter(|u| matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix"))
+        .map(|_| s.to_owned())
+        .ok_or_else(|| "expected a Redis URL such as redis://127.0.0.1:6379/0".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_accept_units_and_reject_garbage() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn redis_urls_are_checked() {
+        assert!(parse_redis_url("redis://127.0.0.1:6379").is_ok());
+        assert!(parse_redis_url("http://x").is_err());
+        assert!(parse_redis_url("nonsense").is_err());
+    }
+}

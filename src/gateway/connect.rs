@@ -1,0 +1,42 @@
+//! The connect middleware: authenticate the handshake before the socket exists.
+
+use serde_json::Value;
+use socketioxide::extract::{SocketRef, TryData};
+
+use super::Gateway;
+use crate::auth::Credentials;
+
+/// The only message a refused client sees, whatever the reason.
+pub const UNAUTHORIZED: &str = "Unauthorized";
+
+/// Authenticate from the `Authorization` header or `auth.token`; on success the socket
+/// carries its [`crate::auth::Identity`] in its extensions.
+pub fn authenticate(
+    gw: &Gateway,
+    socket: &SocketRef,
+    auth: TryData<Value>,
+) -> Result<(), &'static str> {
+    let header = socket
+        .req_parts()
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let auth = auth.0.ok();
+    let creds = Credentials {
+        header,
+        auth: auth.as_ref(),
+    };
+    match gw.auth.authenticate(&creds) {
+        Ok(identity) => {
+            metrics::counter!("wsgate_connects_total", "result" => "ok").increment(1);
+            tracing::debug!(sid = %socket.id, user = %identity.user_id, transport = ?socket.transport_type(), "connected");
+            socket.extensions.insert(identity);
+            Ok(())
+        }
+        Err(e) => {
+            metrics::counter!("wsgate_connects_total", "result" => "unauthorized").increment(1);
+            tracing::debug!(sid = %socket.id, reason = e.label(), "refused handshake");
+            Err(UNAUTHORIZED)
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Every error a client can see, and the one place that turns it into the client contract
+//! (an `exception` event, and the ack when the client asked for one).
+
+use serde_json::{Value, json};
+use socketioxide::extract::{AckSender, SocketRef};
+
+use super::validate::Issue;
+
+/// An error answered to a client's event.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The payload failed validation.
+    #[error("validation failed")]
+    Validation(Vec<Issue>),
+    /// The project is unknown or not permitted (one answer for both).
+    #[error("project not found")]
+    NotFound {
+        /// The event that failed (`join_project`).
+        pattern: &'static str,
+        /// The payload as the client sent it.
+        data: Value,
+    },
+}
+
+impl ClientError {
+    /// The `exception` event's body, as the seed NestJS gateway sent it.
+    fn body(&self) -> Value {
+        match self {
+            ClientError::Validation(issues) => {
+                json!({"message": "Validation failed", "errors": issues})
+            }
+            ClientError::NotFound { pattern, data } => json!({
+                "status": "error", "message": "Project not found",
+                "cause": {"pattern": pattern, "data": data}
+            }),
+        }
+    }
+
+    /// The ack's body: the same fields, led by `"status": "error"`.
+    fn ack_body(&self) -> Value {
+        let mut ack = serde_json::Map::new();
+        ack.insert("status".into(), "error".into());
+        if let Value::Object(fields) = self.body() {
+            ack.extend(fields.into_iter().filter(|(k, _)| k != "status"));
+        }
+        Value::Object(ack)
+    }
+
+    /// Send the error to the client: the `exception` event, and the ack if asked for, so
+    /// `emitWithAck` never hangs.
+    pub fn reply(&self, socket: &SocketRef, ack: AckSender) {
+        if let Err(e) = socket.emit("exception", &self.body()) {
+            tracing::debug!(sid = %socket.id, error = %e, "could not send exception");
+        }
+        if let Err(e) = ack.send(&self.ack_body()) {
+            tracing::debug!(sid = %socket.id, error = %e, "could not send error ack");
+        }
+    }
+}
+
+/// Send a success answer: the event of the same name, and the ack if asked for.
+pub fn reply_ok(socket: &SocketRef, ack: AckSender, event: &'static str, text: &str) {
+    if let Err(e) = socket.emit(event, text) {
+        tracing::debug!(sid = %socket.id, error = %e, "could not send reply");
+    }
+    if let Err(e) = ack.send(text) {
+        tracing::debug!(sid = %socket.id, error = %e, "could not send ack");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_bodies_lead_with_status() {
+        let e = ClientError::NotFound {
+            pattern: "join_project",
+            data: json!({"projectId": "x"}),
+        };
+        assert_eq!(
+            serde_json::to_string(&e.ack_body()).unwrap(),
+            r#"{"status":"error","message":"Project not found","cause":{"pattern":"join_project","data":{"projectId":"x"}}}"#
+        );
+        let v = ClientError::Validation(vec![]);
+        assert_eq!(
+            serde_json::to_string(&v.ack_body()).unwrap(),
+            r#"{"status":"error","message":"Validation failed","errors":[]}"#
+        );
+    }
+}

@@ -1,0 +1,90 @@
+//! Room membership with a reference count per room, so the backplane is subscribed to a
+//! room exactly while this replica has at least one member in it.
+//!
+//! socketioxide's local adapter is the authority on which socket is in which room (it does
+//! the local fan-out); this type wraps every change to it so that the counts cannot drift.
+//! All changes go through one mutex, never held across an `.await`: the backplane orders
+//! subscribe / unsubscribe at call time, so calling it under the lock keeps the order of
+//! first-join and last-leave in Redis the same as here.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use socketioxide::extract::SocketRef;
+
+use crate::backplane::{Backplane, BackplaneError};
+
+/// Local room reference counts, tied to one backplane.
+pub struct Membership {
+    backplane: Arc<dyn Backplane>,
+    counts: Mutex<HashMap<String, usize>>,
+}
+
+impl Membership {
+    /// Track memberships for `backplane`.
+    pub fn new(backplane: Arc<dyn Backplane>) -> Self {
+        Self {
+            backplane,
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Put `socket` in `room`. Completes once the room's fleet-wide updates will reach it.
+    pub async fn join(&self, socket: &SocketRef, room: &str) -> Result<(), BackplaneError> {
+        let subscribed = {
+            let mut counts = self.counts();
+            if socket.rooms().iter().any(|r| r == room) {
+                return Ok(());
+            }
+            socket.join(room.to_owned());
+            let n = counts.entry(room.to_owned()).or_insert(0);
+            *n += 1;
+            (*n == 1).then(|| self.backplane.subscribe(room))
+        };
+        match subscribed {
+            Some(fut) => fut.await,
+            None => Ok(()),
+        }
+    }
+
+    /// Take `socket` out of `room` (nothing happens if it was not in it).
+    pub fn leave(&self, socket: &SocketRef, room: &str) {
+        let mut counts = self.counts();
+        if !socket.rooms().iter().any(|r| r == room) {
+            return;
+        }
+        socket.leave(room.to_owned());
+        self.release(&mut counts, room);
+    }
+
+    /// Forget every room of a disconnecting socket (socketioxide removes it from the local
+    /// adapter itself right after).
+    pub fn leave_all(&self, socket: &SocketRef) {
+        let mut counts = self.counts();
+        for room in socket.rooms() {
+            socket.leave(room.clone());
+            self.release(&mut counts, &room);
+        }
+    }
+
+    fn release(&self, counts: &mut HashMap<String, usize>, room: &str) {
+        if let Some(n) = counts.get_mut(room) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(room);
+                self.backplane.unsubscribe(room);
+            }
+        }
+    }
+
+    /// The rooms with at least one local member.
+    pub fn rooms(&self) -> Vec<String> {
+        self.counts().keys().cloned().collect()
+    }
+}

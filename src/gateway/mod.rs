@@ -1,0 +1,118 @@
+//! The Socket.IO side: the only module that knows event names.
+//!
+//! One file per client event (`message`, `join_project`, `leave_project`), the connect
+//! middleware in `connect`, payload validation in `validate`, the mapping of every error
+//! to the client contract in `error`, room reference counts in `membership`, and the
+//! delivery of what the backplane brings in `deliver`.
+
+mod connect;
+mod deliver;
+mod error;
+mod join_project;
+mod leave_project;
+mod membership;
+mod message;
+pub mod validate;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use socketioxide::{
+    SocketIo,
+    extract::{AckSender, SocketRef, TryData},
+    handler::ConnectHandler,
+};
+
+use crate::{auth::Authenticator, authz::Authorizer, backplane::Backplane};
+pub use deliver::run as deliver;
+pub use error::ClientError;
+pub use membership::Membership;
+
+/// Everything the handlers share.
+pub struct Gateway {
+    auth: Arc<dyn Authenticator>,
+    authz: Arc<dyn Authorizer>,
+    membership: Membership,
+    backplane: Arc<dyn Backplane>,
+}
+
+impl Gateway {
+    /// A gateway over these identity, permission and backplane sources.
+    pub fn new(
+        auth: Arc<dyn Authenticator>,
+        authz: Arc<dyn Authorizer>,
+        backplane: Arc<dyn Backplane>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            auth,
+            authz,
+            membership: Membership::new(backplane.clone()),
+            backplane,
+        })
+    }
+
+    /// Register the default namespace's middleware and handlers on `io`.
+    pub fn attach(self: &Arc<Self>, io: &SocketIo) {
+        let on_connect = {
+            let gw = self.clone();
+            move |socket: SocketRef| {
+                on_connect(gw.clone(), socket);
+                async {}
+            }
+        };
+        let middleware = {
+            let gw = self.clone();
+            move |socket: SocketRef, auth: TryData<Value>| {
+                let result = connect::authenticate(&gw, &socket, auth);
+                async move { result }
+            }
+        };
+        io.ns("/", on_connect.with(middleware));
+    }
+}
+
+/// Count an inbound event under a bounded label.
+fn count_event(name: &'static str) {
+    metrics::counter!("wsgate_events_received_total", "event" => name).increment(1);
+}
+
+fn on_connect(gw: Arc<Gateway>, socket: SocketRef) {
+    metrics::gauge!("wsgate_connections").increment(1.0);
+    socket.on("message", |s: SocketRef, ack: AckSender| {
+        count_event("message");
+        message::handle(&s, ack);
+        async {}
+    });
+    {
+        let gw = gw.clone();
+        socket.on(
+            "join_project",
+            move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
+                count_event("join_project");
+                let gw = gw.clone();
+                async move { join_project::handle(&gw, &s, data.ok(), ack).await }
+            },
+        );
+    }
+    {
+        let gw = gw.clone();
+        socket.on(
+            "leave_project",
+            move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
+                count_event("leave_project");
+                leave_project::handle(&gw, &s, data.ok(), ack);
+                async {}
+            },
+        );
+    }
+    socket.on_fallback(|| {
+        count_event("other");
+        async {}
+    });
+    socket.on_disconnect(move |s: SocketRef| {
+        metrics::gauge!("wsgate_connections").decrement(1.0);
+        gw.membership.leave_all(&s);
+        tracing::debug!(sid = %s.id, "disconnected");
+        async {}
+    });
+}

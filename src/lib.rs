@@ -1,0 +1,11 @@
+//! wsgate: a horizontally scaled Socket.IO gateway, wire-compatible with the socket.io
+//! Redis adapter and emitter. See `ARCHITECTURE.md` for the map.
+
+pub mod auth;
+pub mod authz;
+pub mod backplane;
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod publish;
+pub mod serve;

@@ -1,0 +1,52 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::{EnvFilter, fmt};
+use wsgate::config::{Cli, Command, LogFormat};
+
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wsgate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(cfg) => {
+                init_logs(cfg.log_format);
+                let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+                    .install_recorder()
+                    .ok();
+                wsgate::serve::run(cfg, metrics)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Command::Publish(cfg) => {
+                init_logs(LogFormat::Text);
+                wsgate::publish::run(cfg).await.map_err(|e| e.to_string())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wsgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! `wsgate publish`: turn command-line values into broadcasts and send them.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::{PublishError, Publisher, demo_broadcasts};
+use crate::{
+    backplane::{Args, Broadcast, wire},
+    config::PublishConfig,
+};
+
+fn read_json(what: &str, text: &str) -> Result<serde_json::Value, PublishError> {
+    let text = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| PublishError::Input(format!("{what}: cannot read {path}: {e}")))?,
+        None => text.to_owned(),
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| PublishError::Input(format!("{what}: expected JSON ({e})")))
+}
+
+fn broadcasts(cfg: &PublishConfig) -> Result<Vec<Broadcast>, PublishError> {
+    if cfg.demo {
+        return Ok(demo_broadcasts(OffsetDateTime::now_utc()));
+    }
+    let args = match &cfg.args {
+        Some(a) => match read_json("--args", a)? {
+            serde_json::Value::Array(items) => items.iter().map(wire::from_json).collect(),
+            _ => return Err(PublishError::Input("--args: expected a JSON array".into())),
+        },
+        None => vec![wire::from_json(&read_json("--data", &cfg.data)?)],
+    };
+    if cfg.event.is_empty() {
+        return Err(PublishError::Input(
+            "--event: expected a non-empty event name".into(),
+        ));
+    }
+    Ok(vec![Broadcast {
+        event: cfg.event.clone(),
+        args: Args(args),
+        rooms: cfg.rooms.clone(),
+        except: cfg.except.clone(),
+        volatile: cfg.volatile,
+    }])
+}
+
+/// Run `wsgate publish`. Fails on the first publish Redis refuses.
+pub async fn run(cfg: PublishConfig) -> Result<(), PublishError> {
+    let mut batch = broadcasts(&cfg)?;
+    let publisher = Publisher::new(&cfg.redis_url)?;
+    let mut ticker = cfg.every.map(|d| {
+        let mut t = tokio::time::interval(d.max(Duration::from_micros(1)));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    for n in 0..cfg.count {
+        if let Some(t) = ticker.as_mut() {
+            t.tick().await;
+        }
+        if cfg.demo && n > 0 {
+            batch = demo_broadcasts(OffsetDateTime::now_utc());
+        }
+        for b in &batch {
+            let receivers = publisher.publish(b).await?;
+            tracing::debug!(event = %b.event, rooms = ?b.rooms, receivers, "published");
+        }
+    }
+    Ok(())
+}

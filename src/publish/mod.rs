@@ -1,0 +1,113 @@
+//! The publisher that backend services use: a library (`wsgate::publish::Publisher`) and
+//! the `wsgate publish` command. It writes exactly what `@socket.io/redis-emitter` writes
+//! (uid `emitter`), so replicas cannot tell it from a Node backend.
+
+mod command;
+
+use time::OffsetDateTime;
+
+pub use command::run;
+
+use crate::backplane::{Args, BackplaneError, Broadcast, channel_for, redis::RedisPublisher, wire};
+
+/// The uid the official emitter stamps on its messages.
+pub const EMITTER_UID: &str = "emitter";
+
+/// The rooms of the demo projects.
+pub const DEMO_PROJECTS: [&str; 3] = ["project_one", "project_two", "project_three"];
+
+/// Why a publish failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// A command-line value is not usable.
+    #[error("{0}")]
+    Input(String),
+    /// Redis refused or was unreachable.
+    #[error("cannot publish to Redis: {0}")]
+    Backplane(#[from] BackplaneError),
+}
+
+/// Publishes updates into a wsgate (or Node socket.io) fleet through Redis.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    inner: RedisPublisher,
+}
+
+impl Publisher {
+    /// A publisher for the fleet at `redis_url`. Connects lazily, on the first publish.
+    pub fn new(redis_url: &str) -> Result<Self, PublishError> {
+        Ok(Self {
+            inner: RedisPublisher::new(redis_url, EMITTER_UID)?,
+        })
+    }
+
+    /// Publish one update; returns how many subscribers (replicas) Redis handed it to.
+    pub async fn publish(&self, b: &Broadcast) -> Result<u64, PublishError> {
+        Ok(self.inner.publish(b).await?)
+    }
+}
+
+/// The channel and bytes of a publish, without sending it.
+pub fn encode(b: &Broadcast) -> (String, Vec<u8>) {
+    (channel_for(b), wire::encode(EMITTER_UID, b))
+}
+
+/// Time as JavaScript's `Date.toISOString()` prints it.
+fn iso_time(t: OffsetDateTime) -> String {
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&f)
+        .unwrap_or_default()
+}
+
+/// The seed gateway's periodic push: `Hello, <project>! Time is -- <ISO time> --` on event
+/// `chat`, one broadcast per demo project.
+pub fn demo_broadcasts(now: OffsetDateTime) -> Vec<Broadcast> {
+    let at = iso_time(now);
+    DEMO_PROJECTS
+        .iter()
+        .map(|p| Broadcast {
+            event: "chat".into(),
+            args: Args(vec![format!("Hello, {p}! Time is -- {at} --").into()]),
+            rooms: vec![(*p).into()],
+            except: vec![],
+            volatile: false,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_bytes_equal_the_design_example() {
+        let b = Broadcast {
+            event: "update".into(),
+            args: Args(vec![wire::from_json(&serde_json::json!({"x": 1}))]),
+            rooms: vec!["project_one".into()],
+            except: vec![],
+            volatile: false,
+        };
+        let (channel, bytes) = encode(&b);
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(channel, "socket.io#/#project_one#");
+        assert_eq!(
+            hex,
+            "93a7656d697474657283a47479706502a46461746192a675706461746581a17801a36e7370a12f83a5726f6f6d7391ab70726f6a6563745f6f6e65a5666c61677380a665786365707490"
+        );
+    }
+
+    #[test]
+    fn demo_text_matches_the_seed() {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(1_795_775_643_160_000_000).unwrap();
+        let b = demo_broadcasts(t);
+        assert_eq!(b.len(), 3);
+        assert_eq!(
+            b[0].args.0[0].as_str(),
+            Some("Hello, project_one! Time is -- 2026-11-27T10:34:03.160Z --")
+        );
+    }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need on a fresh machine (redis-server from
+# Debian's packages, the Node test clients with `npm ci`), then runs every check and test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "== installing redis-server (Debian package; the tests start their own on free ports)"
+  # Keep the package from starting a system Redis: tests never use one.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+    as_root chmod +x "$policy"
+    trap 'as_root rm -f "$policy"' EXIT
+  fi
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+
+echo "== npm ci (tests/js)"
+(cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo build"
+cargo build --bins --quiet
+echo "== cargo test"
+cargo test --quiet -- --test-threads=2
+echo "== node --test (tests/js)"
+(cd tests/js && WSGATE_BIN="$PWD/../../target/debug/wsgate" timeout 600 npm test --silent)
+echo "== all tests passed"
