@@ -287,7 +287,7 @@ impl Subscriber {
                     }
                 }
                 _ = ping.tick() => {
-                    match tokio::time::timeout(PING_TIMEOUT, sink.ping::<String>()).await {
+                    match tokio::time::timeout(PING_TIMEOUT, sink.ping::<::redis::Value>()).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => return End::Lost(e.to_string()),
                         Err(_) => return End::Lost("ping timed out".into()),

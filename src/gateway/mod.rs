@@ -24,7 +24,7 @@ use socketioxide::{
 };
 
 use crate::{auth::Authenticator, authz::Authorizer, backplane::Backplane};
-pub use deliver::run as deliver;
+pub use deliver::{broadcast as deliver_broadcast, run as deliver};
 pub use error::ClientError;
 pub use membership::Membership;
 

@@ -56,7 +56,8 @@ pub fn project_id(payload: Option<&Value>) -> Result<&str, Vec<Issue>> {
             "message": format!("String must contain at most {MAX_PROJECT_ID} character(s)"), "path": ["projectId"]}));
     }
     if id.chars().any(is_control) {
-        issues.push(json!({"code": "invalid_string", "validation": "regex",
+        // zod's regex check puts `validation` before `code`; keep its order.
+        issues.push(json!({"validation": "regex", "code": "invalid_string",
             "message": "Must not contain control characters", "path": ["projectId"]}));
     }
     if issues.is_empty() {
@@ -109,7 +110,10 @@ mod tests {
             r#"{"code":"too_small","minimum":1,"type":"string","inclusive":true,"exact":false,"message":"String must contain at least 1 character(s)","path":["projectId"]}"#
         );
         assert!(one(Some(json!({"projectId": "a".repeat(257)}))).contains("too_big"));
-        assert!(one(Some(json!({"projectId": "a\u{0}b"}))).contains("invalid_string"));
+        assert_eq!(
+            one(Some(json!({"projectId": "a\u{0}b"}))),
+            r#"{"validation":"regex","code":"invalid_string","message":"Must not contain control characters","path":["projectId"]}"#
+        );
     }
 
     #[test]
