@@ -39,7 +39,10 @@ impl Membership {
     pub async fn join(&self, socket: &SocketRef, room: &str) -> Result<(), BackplaneError> {
         let subscribed = {
             let mut counts = self.counts();
-            if socket.rooms().iter().any(|r| r == room) {
+            // socketioxide marks a closing socket disconnected before its disconnect
+            // handler (`leave_all`) runs: a join racing a disconnect must not count a room
+            // that nothing would ever release.
+            if !socket.connected() || socket.rooms().iter().any(|r| r == room) {
                 return Ok(());
             }
             socket.join(room.to_owned());
