@@ -28,6 +28,65 @@ pub enum Command {
     Serve(ServeConfig),
     /// Publish updates into a fleet through Redis, in the socket.io emitter wire format.
     Publish(PublishConfig),
+    /// Load-test a fleet (wsgate or any socket.io fleet with the same contract).
+    Bench(BenchConfig),
+}
+
+/// What `wsgate bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchMode {
+    /// Clients join rooms; updates are published through Redis at a paced rate.
+    Fanout,
+    /// Clients connect, authenticate and join, then stay idle while memory is sampled.
+    Idle,
+}
+
+/// Settings of `wsgate bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchConfig {
+    /// Gateway base URL (repeatable; clients are spread round-robin), e.g. `http://127.0.0.1:3000`.
+    #[arg(long = "url", required = true)]
+    pub urls: Vec<String>,
+
+    /// Redis URL the publisher writes to (needed in `fanout` mode).
+    #[arg(long, env = "WSGATE_REDIS_URL", value_parser = parse_redis_url)]
+    pub redis_url: Option<String>,
+
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = BenchMode::Fanout)]
+    pub mode: BenchMode,
+
+    /// Number of clients.
+    #[arg(long, default_value_t = 2000)]
+    pub clients: usize,
+
+    /// Rooms the clients are spread over (each client joins one).
+    #[arg(long = "room", default_values_t = ["project_one".to_string(), "project_two".to_string(), "project_three".to_string()])]
+    pub rooms: Vec<String>,
+
+    /// Token every client authenticates with (it must be allowed to join every room).
+    #[arg(long, default_value = "valid-token-2")]
+    pub token: String,
+
+    /// Publishes per second (spread over the rooms, round-robin).
+    #[arg(long, default_value_t = 100)]
+    pub rate: u64,
+
+    /// How long to publish (or, in `idle` mode, to stay connected before sampling).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+
+    /// Handshakes in flight at once while connecting.
+    #[arg(long, default_value_t = 200)]
+    pub connect_concurrency: usize,
+
+    /// Server processes whose CPU and RSS are sampled from /proc (repeatable).
+    #[arg(long = "pid")]
+    pub pids: Vec<u32>,
+
+    /// Hard stop: the run ends by then whatever happens.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub deadline: Duration,
 }
 
 /// Log line format.

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod authz;
 pub mod backplane;
+pub mod bench;
 pub mod config;
 pub mod gateway;
 pub mod http;

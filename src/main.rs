@@ -36,6 +36,10 @@ fn main() -> ExitCode {
                     .await
                     .map_err(|e| e.to_string())
             }
+            Command::Bench(cfg) => {
+                init_logs(LogFormat::Text);
+                wsgate::bench::run(cfg).await.map_err(|e| e.to_string())
+            }
             Command::Publish(cfg) => {
                 init_logs(LogFormat::Text);
                 wsgate::publish::run(cfg).await.map_err(|e| e.to_string())

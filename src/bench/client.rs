@@ -1,0 +1,167 @@
+//! One benchmark client: raw Engine.IO v4 / Socket.IO v5 frames over a WebSocket, cheaper
+//! per received message than any full client library, so the generator does not become the
+//! bottleneck it measures.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{BenchError, Clock};
+
+/// What one client saw.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    /// Updates received, duplicates included.
+    pub received: u64,
+    /// Updates whose sequence number was not above the previous one.
+    pub out_of_order: u64,
+    /// Updates received twice.
+    pub duplicates: u64,
+    /// Distinct sequence numbers received.
+    pub distinct: u64,
+}
+
+/// A connected, joined client ready to read updates.
+pub struct Client {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    /// The room it joined.
+    pub room: usize,
+}
+
+fn ws_url(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let base = base
+        .strip_prefix("http://")
+        .map(|r| format!("ws://{r}"))
+        .or_else(|| base.strip_prefix("https://").map(|r| format!("wss://{r}")))
+        .unwrap_or_else(|| base.to_owned());
+    format!("{base}/socket.io/?EIO=4&transport=websocket")
+}
+
+fn text(m: Message) -> Option<String> {
+    match m {
+        Message::Text(t) => Some(t.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+impl Client {
+    /// Open, authenticate and join `room_name`; answers pings on the way.
+    pub async fn connect(
+        base: &str,
+        token: &str,
+        room: usize,
+        room_name: &str,
+    ) -> Result<Self, BenchError> {
+        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(base))
+            .await
+            .map_err(|e| BenchError::Client(format!("connect {base}: {e}")))?;
+        let auth = serde_json::json!({ "token": token });
+        let join = serde_json::json!(["join_project", { "projectId": room_name }]);
+        ws.send(Message::text(format!("40{auth}")))
+            .await
+            .map_err(|e| BenchError::Client(e.to_string()))?;
+        let mut joined = false;
+        while let Some(m) = ws.next().await {
+            let m = m.map_err(|e| BenchError::Client(e.to_string()))?;
+            let Some(t) = text(m) else { continue };
+            if t == "2" {
+                let _ = ws.send(Message::text("3")).await;
+            } else if t.starts_with("40") {
+                ws.send(Message::text(format!("42{join}")))
+                    .await
+                    .map_err(|e| BenchError::Client(e.to_string()))?;
+            } else if t.starts_with("44") {
+                return Err(BenchError::Client(format!("refused: {t}")));
+            } else if t.starts_with("42[\"join_project\"") {
+                joined = true;
+                break;
+            } else if t.starts_with("42[\"exception\"") {
+                return Err(BenchError::Client(format!("join refused: {t}")));
+            }
+        }
+        if !joined {
+            return Err(BenchError::Client("closed before joining".into()));
+        }
+        Ok(Self { ws, room })
+    }
+
+    /// Read updates until the connection closes or `stop` fires, recording latency into
+    /// the shared histogram (locked briefly per message).
+    pub async fn read(
+        mut self,
+        clock: Clock,
+        hist: Arc<Mutex<Histogram<u64>>>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Tally {
+        let mut tally = Tally::default();
+        let mut seen: Vec<u64> = Vec::new();
+        let mut last = 0u64;
+        loop {
+            let m = tokio::select! {
+                m = self.ws.next() => m,
+                _ = stop.changed() => break,
+            };
+            let Some(Ok(m)) = m else { break };
+            let Some(t) = text(m) else { continue };
+            if t == "2" {
+                let _ = self.ws.send(Message::text("3")).await;
+                continue;
+            }
+            let Some((seq, sent_us)) = parse_update(&t) else {
+                continue;
+            };
+            let now = clock.micros();
+            let mut h = hist.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = h.record(now.saturating_sub(sent_us).max(1));
+            drop(h);
+            tally.received += 1;
+            if seq <= last && tally.received > 1 {
+                tally.out_of_order += 1;
+            }
+            last = seq;
+            let idx = seq as usize;
+            if seen.len() <= idx {
+                seen.resize(idx + 1, 0);
+            }
+            if seen[idx] > 0 {
+                tally.duplicates += 1;
+            } else {
+                tally.distinct += 1;
+            }
+            seen[idx] += 1;
+        }
+        let _ = self.ws.close(None).await;
+        tally
+    }
+}
+
+/// Read `42["bench",{"s":SEQ,"t":MICROS}]` without a JSON parser.
+fn parse_update(t: &str) -> Option<(u64, u64)> {
+    let rest = t.strip_prefix("42[\"bench\",{\"s\":")?;
+    let (seq, rest) = rest.split_once(",\"t\":")?;
+    let sent = rest.split(['}', ',']).next()?;
+    Some((seq.parse().ok()?, sent.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_updates_and_urls() {
+        assert_eq!(
+            parse_update(r#"42["bench",{"s":12,"t":3456}]"#),
+            Some((12, 3456))
+        );
+        assert_eq!(parse_update(r#"42["chat","x"]"#), None);
+        assert_eq!(
+            ws_url("http://127.0.0.1:3000/"),
+            "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket"
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! `wsgate bench`: a load generator for a Socket.IO fleet with the DESIGN.md contract.
+//!
+//! Clients are raw WebSocket Engine.IO clients (see `client`); the publisher writes the
+//! emitter wire format to Redis at a paced rate, stamping each update with a per-room
+//! sequence number and its send time on the same monotonic clock the receivers read, so
+//! latency needs no clock sync. Server CPU and RSS come from `/proc` for the given PIDs.
+//! Output: one JSON object on stdout; a progress line on stderr while it runs.
+
+mod client;
+pub mod procstat;
+
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use hdrhistogram::Histogram;
+use serde_json::json;
+
+use crate::{
+    backplane::{Args, Broadcast, redis::RedisPublisher, wire},
+    config::{BenchConfig, BenchMode},
+};
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A setting is missing or unusable.
+    #[error("{0}")]
+    Config(String),
+    /// A client failed to connect or join.
+    #[error("client: {0}")]
+    Client(String),
+    /// Publishing failed.
+    #[error("publish: {0}")]
+    Publish(#[from] crate::backplane::BackplaneError),
+    /// The deadline passed.
+    #[error("deadline of {0:?} passed")]
+    Deadline(Duration),
+}
+
+/// One monotonic clock for the publisher and every receiver.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(Instant);
+
+impl Clock {
+    /// Microseconds since the run started.
+    pub fn micros(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Run a benchmark; prints its JSON report on stdout.
+pub async fn run(cfg: BenchConfig) -> Result<(), BenchError> {
+    if cfg.rooms.is_empty() || cfg.urls.is_empty() {
+        return Err(BenchError::Config(
+            "need at least one --url and one --room".into(),
+        ));
+    }
+    let deadline = cfg.deadline;
+    let report = tokio::time::timeout(deadline, measure(&cfg))
+        .await
+        .map_err(|_| BenchError::Deadline(deadline))??;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
+    Ok(())
+}
+
+async fn connect_all(cfg: &BenchConfig) -> (Vec<client::Client>, usize, Duration) {
+    let started = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(cfg.connect_concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..cfg.clients {
+        let url = cfg.urls[i % cfg.urls.len()].clone();
+        let room = i % cfg.rooms.len();
+        let room_name = cfg.rooms[room].clone();
+        let token = cfg.token.clone();
+        let sem = sem.clone();
+        tasks.spawn(async move {
+            let _permit = sem.acquire_owned().await.ok()?;
+            client::Client::connect(&url, &token, room, &room_name)
+                .await
+                .map_err(|e| {
+                    tracing::debug!(error = %e, "client failed");
+                })
+                .ok()
+        });
+    }
+    let mut clients = Vec::with_capacity(cfg.clients);
+    let mut failed = 0;
+    let mut last_progress = Instant::now();
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(Some(c)) => clients.push(c),
+            _ => failed += 1,
+        }
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            eprintln!(
+                "bench: connected {}/{} ({} failed)",
+                clients.len(),
+                cfg.clients,
+                failed
+            );
+            last_progress = Instant::now();
+        }
+    }
+    (clients, failed, started.elapsed())
+}
+
+async fn measure(cfg: &BenchConfig) -> Result<serde_json::Value, BenchError> {
+    let baseline = procstat::total(&cfg.pids);
+    let (clients, failed, connect_time) = connect_all(cfg).await;
+    let connected = clients.len();
+    let connect_rate = connected as f64 / connect_time.as_secs_f64().max(1e-9);
+    eprintln!(
+        "bench: {connected} clients joined in {connect_time:.2?} ({connect_rate:.0}/s), {failed} failed"
+    );
+    let mut report = json!({
+        "mode": format!("{:?}", cfg.mode).to_lowercase(),
+        "clients": cfg.clients,
+        "connected": connected,
+        "connect_failed": failed,
+        "connect_seconds": connect_time.as_secs_f64(),
+        "connects_per_second": connect_rate,
+        "server_pids": cfg.pids,
+    });
+
+    if cfg.mode == BenchMode::Idle {
+        tokio::time::sleep(cfg.duration).await;
+        let after = procstat::total(&cfg.pids);
+        let per_conn =
+            after.rss_bytes.saturating_sub(baseline.rss_bytes) as f64 / connected.max(1) as f64;
+        report["server_rss_bytes_before"] = json!(baseline.rss_bytes);
+        report["server_rss_bytes_after"] = json!(after.rss_bytes);
+        report["server_rss_bytes_per_connection"] = json!(per_conn);
+        drop(clients);
+        return Ok(report);
+    }
+
+    let url = cfg
+        .redis_url
+        .as_deref()
+        .ok_or_else(|| BenchError::Config("fanout mode needs --redis-url".into()))?;
+    let publisher = RedisPublisher::new(url, crate::publish::EMITTER_UID)?;
+    let clock = Clock(Instant::now());
+    let hist = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)
+            .map_err(|e| BenchError::Config(e.to_string()))?,
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut readers = Vec::with_capacity(connected);
+    let mut members = vec![0u64; cfg.rooms.len()];
+    for c in clients {
+        members[c.room] += 1;
+        let room = c.room;
+        let h = tokio::spawn(c.read(clock, hist.clone(), stop_rx.clone()));
+        readers.push((room, h));
+    }
+
+    let cpu_before = procstat::total(&cfg.pids);
+    let wall = Instant::now();
+    let mut published = vec![0u64; cfg.rooms.len()];
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / cfg.rate.max(1) as f64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let total = (cfg.rate as f64 * cfg.duration.as_secs_f64()).round() as u64;
+    let mut last_progress = Instant::now();
+    for n in 0..total {
+        tick.tick().await;
+        let room = (n as usize) % cfg.rooms.len();
+        published[room] += 1;
+        let payload = rmpv::Value::Map(vec![
+            ("s".into(), published[room].into()),
+            ("t".into(), clock.micros().into()),
+        ]);
+        let b = Broadcast {
+            event: "bench".into(),
+            args: Args(vec![payload]),
+            rooms: vec![cfg.rooms[room].clone()],
+            except: vec![],
+            volatile: false,
+        };
+        publisher
+            .publish_raw(
+                &crate::backplane::channel_for(&b),
+                wire::encode(crate::publish::EMITTER_UID, &b),
+            )
+            .await?;
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            eprintln!("bench: published {}/{total}", n + 1);
+            last_progress = Instant::now();
+        }
+    }
+    let publish_seconds = wall.elapsed().as_secs_f64();
+    // Let the last updates arrive, then stop the readers.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu_after = procstat::total(&cfg.pids);
+    let _ = stop_tx.send(true);
+
+    let (mut received, mut distinct, mut dups, mut ooo, mut expected) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    for (room, h) in readers {
+        if let Ok(t) = h.await {
+            received += t.received;
+            distinct += t.distinct;
+            dups += t.duplicates;
+            ooo += t.out_of_order;
+        }
+        expected += published[room];
+    }
+    let h = hist.lock().unwrap_or_else(PoisonError::into_inner);
+    let cpu = cpu_after.cpu_seconds - cpu_before.cpu_seconds;
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    report["rate_per_second"] = json!(cfg.rate);
+    report["published"] = json!(total);
+    report["publish_seconds"] = json!(publish_seconds);
+    report["deliveries_expected"] = json!(expected);
+    report["deliveries_received"] = json!(received);
+    report["lost"] = json!(expected.saturating_sub(distinct));
+    report["duplicates"] = json!(dups);
+    report["out_of_order"] = json!(ooo);
+    report["deliveries_per_second"] = json!(received as f64 / publish_seconds.max(1e-9));
+    report["latency_ms"] =
+        json!({"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": h.max() as f64 / 1000.0});
+    report["server_cpu_seconds"] = json!(cpu);
+    report["server_cpu_us_per_delivery"] = json!(if received > 0 {
+        cpu * 1e6 / received as f64
+    } else {
+        0.0
+    });
+    report["server_rss_bytes"] = json!(cpu_after.rss_bytes);
+    Ok(report)
+}
