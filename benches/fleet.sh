@@ -70,7 +70,7 @@ def ver(cmd):
     except Exception: return "?"
 rows = [
   ("deliveries received / expected", lambda r: f"{r['deliveries_received']} / {r['deliveries_expected']}", None),
-  ("lost", lambda r: r["lost"], None),
+  ("not received 2 s after the last publish", lambda r: r["lost"], None),
   ("deliveries/s", lambda r: f"{r['deliveries_per_second']:.0f}", "deliveries_per_second"),
   ("server CPU per delivery (µs)", lambda r: f"{r['server_cpu_us_per_delivery']:.2f}", "server_cpu_us_per_delivery"),
   ("latency p50 (ms)", lambda r: f"{r['latency_ms']['p50']:.2f}", ("latency_ms", "p50")),

@@ -141,9 +141,8 @@ async fn measure(cfg: &BenchConfig) -> Result<serde_json::Value, BenchError> {
 
     let url = cfg
         .redis_url
-        .as_deref()
+        .clone()
         .ok_or_else(|| BenchError::Config("fanout mode needs --redis-url".into()))?;
-    let publisher = RedisPublisher::new(url, crate::publish::EMITTER_UID)?;
     let clock = Clock(Instant::now());
     let hist = Arc::new(Mutex::new(
         Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)
@@ -151,48 +150,33 @@ async fn measure(cfg: &BenchConfig) -> Result<serde_json::Value, BenchError> {
     ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut readers = Vec::with_capacity(connected);
-    let mut members = vec![0u64; cfg.rooms.len()];
     for c in clients {
-        members[c.room] += 1;
         let room = c.room;
         let h = tokio::spawn(c.read(clock, hist.clone(), stop_rx.clone()));
         readers.push((room, h));
     }
 
     let cpu_before = procstat::total(&cfg.pids);
-    let wall = Instant::now();
-    let mut published = vec![0u64; cfg.rooms.len()];
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / cfg.rate.max(1) as f64));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let total = (cfg.rate as f64 * cfg.duration.as_secs_f64()).round() as u64;
-    let mut last_progress = Instant::now();
-    for n in 0..total {
-        tick.tick().await;
-        let room = (n as usize) % cfg.rooms.len();
-        published[room] += 1;
-        let payload = rmpv::Value::Map(vec![
-            ("s".into(), published[room].into()),
-            ("t".into(), clock.micros().into()),
-        ]);
-        let b = Broadcast {
-            event: "bench".into(),
-            args: Args(vec![payload]),
-            rooms: vec![cfg.rooms[room].clone()],
-            except: vec![],
-            volatile: false,
-        };
-        publisher
-            .publish_raw(
-                &crate::backplane::channel_for(&b),
-                wire::encode(crate::publish::EMITTER_UID, &b),
-            )
-            .await?;
-        if last_progress.elapsed() >= Duration::from_secs(1) {
-            eprintln!("bench: published {}/{total}", n + 1);
-            last_progress = Instant::now();
-        }
-    }
-    let publish_seconds = wall.elapsed().as_secs_f64();
+    // The publisher gets a thread and runtime of its own: sharing the readers' runtime,
+    // its ticks were starved exactly when the fleet delivered fastest.
+    let pcfg = cfg.clone();
+    let publisher = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| BenchError::Config(e.to_string()))
+            .and_then(|rt| rt.block_on(publish_paced(&pcfg, &url, clock)))
+    });
+    let paced = tokio::task::spawn_blocking(move || publisher.join())
+        .await
+        .map_err(|e| BenchError::Config(e.to_string()))?
+        .map_err(|_| BenchError::Config("publisher thread panicked".into()))??;
+    let Paced {
+        published,
+        total,
+        failed: publish_failed,
+        seconds: publish_seconds,
+    } = paced;
     // Let the last updates arrive, then stop the readers.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cpu_after = procstat::total(&cfg.pids);
@@ -214,6 +198,7 @@ async fn measure(cfg: &BenchConfig) -> Result<serde_json::Value, BenchError> {
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     report["rate_per_second"] = json!(cfg.rate);
     report["published"] = json!(total);
+    report["publish_failed"] = json!(publish_failed);
     report["publish_seconds"] = json!(publish_seconds);
     report["deliveries_expected"] = json!(expected);
     report["deliveries_received"] = json!(received);
@@ -231,4 +216,60 @@ async fn measure(cfg: &BenchConfig) -> Result<serde_json::Value, BenchError> {
     });
     report["server_rss_bytes"] = json!(cpu_after.rss_bytes);
     Ok(report)
+}
+
+/// What the publisher did.
+struct Paced {
+    published: Vec<u64>,
+    total: u64,
+    failed: u64,
+    seconds: f64,
+}
+
+/// Publish `rate` updates per second for `duration`, round-robin over the rooms, each
+/// stamped with its room's next sequence number and the send time. A failed publish is
+/// counted (its sequence number is not reused, so receivers count it as lost).
+async fn publish_paced(cfg: &BenchConfig, url: &str, clock: Clock) -> Result<Paced, BenchError> {
+    let publisher = RedisPublisher::new(url, crate::publish::EMITTER_UID)?;
+    let wall = Instant::now();
+    let mut published = vec![0u64; cfg.rooms.len()];
+    let mut failed = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / cfg.rate.max(1) as f64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let total = (cfg.rate as f64 * cfg.duration.as_secs_f64()).round() as u64;
+    let mut last_progress = Instant::now();
+    for n in 0..total {
+        tick.tick().await;
+        let room = (n as usize) % cfg.rooms.len();
+        published[room] += 1;
+        let payload = rmpv::Value::Map(vec![
+            ("s".into(), published[room].into()),
+            ("t".into(), clock.micros().into()),
+        ]);
+        let b = Broadcast {
+            event: "bench".into(),
+            args: Args(vec![payload]),
+            rooms: vec![cfg.rooms[room].clone()],
+            except: vec![],
+            volatile: false,
+        };
+        let bytes = wire::encode(crate::publish::EMITTER_UID, &b);
+        if let Err(e) = publisher
+            .publish_raw(&crate::backplane::channel_for(&b), bytes)
+            .await
+        {
+            failed += 1;
+            tracing::warn!(error = %e, "publish failed");
+        }
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            eprintln!("bench: published {}/{total}", n + 1);
+            last_progress = Instant::now();
+        }
+    }
+    Ok(Paced {
+        published,
+        total,
+        failed,
+        seconds: wall.elapsed().as_secs_f64(),
+    })
 }
