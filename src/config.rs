@@ -125,6 +125,11 @@ pub struct ServeConfig {
     #[arg(long, env = "WSGATE_MAX_PAYLOAD", default_value = "1MiB", value_parser = parse_size)]
     pub max_payload: u64,
 
+    /// Read buffer of each websocket connection (e.g. `1KiB`). Inbound traffic is small
+    /// (joins, acks), so a small buffer saves memory per idle connection.
+    #[arg(long, env = "WSGATE_WS_READ_BUFFER", default_value = "1KiB", value_parser = parse_buffer)]
+    pub ws_read_buffer: usize,
+
     /// Packets queued per socket before further non-volatile packets fail for that socket.
     #[arg(long, env = "WSGATE_MAX_BUFFER", default_value_t = 4096)]
     pub max_buffer: usize,
@@ -202,6 +207,14 @@ fn parse_size(s: &str) -> Result<u64, String> {
         return Err("expected a size above zero".into());
     }
     Ok(size.as_u64())
+}
+
+fn parse_buffer(s: &str) -> Result<usize, String> {
+    let n = parse_size(s)?;
+    usize::try_from(n)
+        .ok()
+        .filter(|n| (256..=16 << 20).contains(n))
+        .ok_or_else(|| "expected a size between 256 and 16MiB".into())
 }
 
 fn parse_redis_url(s: &str) -> Result<String, String> {

@@ -81,6 +81,7 @@ pub async fn run(
         .max_payload(cfg.max_payload)
         .ws_max_message_size(max_payload)
         .ws_max_frame_size(max_payload)
+        .ws_read_buffer_size(cfg.ws_read_buffer)
         .max_buffer_size(cfg.max_buffer)
         .ping_interval(cfg.ping_interval)
         .ping_timeout(cfg.ping_timeout)

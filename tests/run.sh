@@ -31,7 +31,7 @@ cargo build --bins --quiet
 echo "== cargo test"
 cargo test --quiet -- --test-threads=2
 echo "== cargo bench (quick mode: each bench runs once, so none can rot)"
-cargo bench --quiet --bench fanout -- --test >/dev/null
+cargo bench --quiet --bench fanout --bench wire -- --test >/dev/null
 echo "== node --test (tests/js)"
 (cd tests/js && WSGATE_BIN="$PWD/../../target/debug/wsgate" timeout 600 npm test --silent)
 echo "== all tests passed"
