@@ -57,7 +57,8 @@ fn details(s: &SocketRef) -> request::SocketDetails {
         id: s.id.to_string(),
         handshake: json!({
             "headers": {},
-            "url": parts.uri.to_string(),
+            // The path only: a query string may carry credentials.
+            "url": parts.uri.path(),
             "query": {},
             "auth": {},
             "xdomain": false,
