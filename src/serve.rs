@@ -120,6 +120,14 @@ pub async fn run(
     let _ = out.flush();
     drop(out);
     tracing::info!(addr = %local, redis = cfg.redis_url.is_some(), "wsgate listening");
+    if cfg.demo_page_enabled() {
+        let host = if local.ip().is_unspecified() {
+            format!("localhost:{}", local.port())
+        } else {
+            local.to_string()
+        };
+        tracing::info!("demo page on http://{host}/ (--demo-page=false turns it off)");
+    }
 
     let closing = io.clone();
     axum::serve(listener, app)
