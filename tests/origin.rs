@@ -110,8 +110,18 @@ async fn other_origins_are_refused_with_403_and_counted() {
             assert_eq!(r.header("access-control-allow-origin"), None);
             assert_eq!(upgrade(&g, origin).await.status, 403, "{origin}");
         }
+        // Engine.IO also answers without the trailing slash: so does the check.
+        let r = http_request(
+            g.addr,
+            "GET",
+            "/socket.io?EIO=4&transport=polling",
+            &[("Origin", "http://evil.example")],
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 403, "{r:?}");
         let (_, metrics) = g.get("/metrics").await.unwrap();
-        assert_eq!(refused_count(&metrics, "polling"), 3, "{metrics}");
+        assert_eq!(refused_count(&metrics, "polling"), 4, "{metrics}");
         assert_eq!(refused_count(&metrics, "websocket"), 3, "{metrics}");
         // Only the Socket.IO endpoint is guarded.
         let r = http_request(

@@ -23,7 +23,7 @@ use axum::{
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 /// The Socket.IO endpoint the policy guards (socketioxide's default path).
-const SOCKET_IO_PATH: &str = "/socket.io/";
+const SOCKET_IO_PATH: &str = "/socket.io";
 
 /// The value of `--allowed-origins` when it is not set: the gateway's own pages (the demo
 /// page) and pages served from this machine, on any port. Never `*`.
@@ -251,7 +251,7 @@ async fn check_origin(
     req: Request,
     next: Next,
 ) -> Response {
-    if !req.uri().path().starts_with(SOCKET_IO_PATH) {
+    if !is_socket_io(req.uri().path()) {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
@@ -272,6 +272,13 @@ async fn check_origin(
         "refused a request from an origin that is not allowed"
     );
     (StatusCode::FORBIDDEN, "origin not allowed\n").into_response()
+}
+
+/// Whether Engine.IO would serve `path`: its own matching (`/socket.io` or below it), so
+/// that no spelling of the path gets past the check.
+fn is_socket_io(path: &str) -> bool {
+    path.strip_prefix(SOCKET_IO_PATH)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The Engine.IO transport a request is for, as a metric label with a fixed set of values.
@@ -360,6 +367,16 @@ mod tests {
             "http://a:81",
         ] {
             assert_eq!(p.parse::<OriginPattern>().unwrap().to_string(), p);
+        }
+    }
+
+    #[test]
+    fn the_check_covers_every_path_engine_io_serves() {
+        for p in ["/socket.io", "/socket.io/", "/socket.io/x"] {
+            assert!(is_socket_io(p), "{p}");
+        }
+        for p in ["/", "/socket.iox", "/healthz", "/demo/socket.io.min.js"] {
+            assert!(!is_socket_io(p), "{p}");
         }
     }
 
