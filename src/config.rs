@@ -150,6 +150,40 @@ pub struct ServeConfig {
     /// Log format (`text` or `json`); the level comes from `RUST_LOG` (default `info`).
     #[arg(long, env = "WSGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Web origins whose pages may open a socket (comma-separated): `*` (any, only when
+    /// set), `self` (the origin the gateway was reached at), `scheme://host[:port]`, or
+    /// `scheme://host:*` (any port). Requests without `Origin` (non-browser clients) always
+    /// pass; a browser request from another origin is refused with 403.
+    #[arg(
+        long,
+        env = "WSGATE_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = crate::http::origin::DEFAULT_ALLOWED_ORIGINS,
+        value_parser = parse_origin_pattern
+    )]
+    pub allowed_origins: Vec<crate::http::origin::OriginPattern>,
+
+    /// Let pages of the allowed origins send cookies / HTTP auth with long-polling requests
+    /// (`Access-Control-Allow-Credentials: true`). Not allowed with `--allowed-origins '*'`.
+    #[arg(long, env = "WSGATE_CORS_CREDENTIALS", num_args = 0..=1, default_missing_value = "true",
+          default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    pub cors_credentials: bool,
+
+    /// Serve the demo page at `/` (`--demo-page`, `--demo-page=false`). Absent: on exactly
+    /// when the demo identities are in use (neither `--tokens` nor `--permissions` given).
+    #[arg(long, env = "WSGATE_DEMO_PAGE", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub demo_page: Option<bool>,
+}
+
+impl ServeConfig {
+    /// Whether `/` serves the demo page: as asked, else only in the embedded default, where
+    /// its demo tokens work.
+    pub fn demo_page_enabled(&self) -> bool {
+        self.demo_page
+            .unwrap_or(self.tokens.is_none() && self.permissions.is_none())
+    }
 }
 
 /// Settings of `wsgate publish`.
@@ -215,6 +249,11 @@ fn parse_buffer(s: &str) -> Result<usize, String> {
         .ok()
         .filter(|n| (256..=16 << 20).contains(n))
         .ok_or_else(|| "expected a size between 256 and 16MiB".into())
+}
+
+fn parse_origin_pattern(s: &str) -> Result<crate::http::origin::OriginPattern, String> {
+    s.parse()
+        .map_err(|e: crate::http::origin::OriginError| e.to_string())
 }
 
 fn parse_redis_url(s: &str) -> Result<String, String> {

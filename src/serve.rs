@@ -32,6 +32,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The origin settings contradict each other.
+    #[error(transparent)]
+    Origin(#[from] http::origin::OriginError),
     /// The server failed while running.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -57,6 +60,8 @@ pub async fn run(
     cfg: ServeConfig,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Result<(), ServeError> {
+    let origins =
+        http::origin::OriginPolicy::new(cfg.allowed_origins.clone(), cfg.cors_credentials)?;
     let auth: Arc<dyn Authenticator> = Arc::new(match &cfg.tokens {
         Some(path) => TokenTable::from_file(path)?,
         None => TokenTable::demo(),
@@ -98,7 +103,11 @@ pub async fn run(
         tokio::spawn(demo_push(backplane.clone(), every));
     }
 
-    let app = http::router(layer, Arc::new(BackplaneReadiness(backplane)), metrics);
+    let mut app = http::router(layer, Arc::new(BackplaneReadiness(backplane)), metrics);
+    if cfg.demo_page_enabled() {
+        app = http::demo::with_demo_page(app);
+    }
+    let app = http::origin::guard(app, origins);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -112,6 +121,14 @@ pub async fn run(
     let _ = out.flush();
     drop(out);
     tracing::info!(addr = %local, redis = cfg.redis_url.is_some(), "wsgate listening");
+    if cfg.demo_page_enabled() {
+        let host = if local.ip().is_unspecified() {
+            format!("localhost:{}", local.port())
+        } else {
+            local.to_string()
+        };
+        tracing::info!("demo page on http://{host}/ (--demo-page=false turns it off)");
+    }
 
     let closing = io.clone();
     axum::serve(listener, app)

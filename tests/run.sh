@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need on a fresh machine (redis-server from
-# Debian's packages, the Node test clients with `npm ci`), then runs every check and test.
+# The test command: installs what the tests need on a fresh machine (redis-server and
+# chromium from Debian's packages, the Node test clients and playwright-core with `npm ci`),
+# then runs every check and test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "== installing redis-server (Debian package; the tests start their own on free ports)"
-  # Keep the package from starting a system Redis: tests never use one.
+# Debian packages the tests need: redis-server (the tests start their own on free ports)
+# and chromium (the browser tests drive it headless).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]} (Debian packages)"
+  # Keep the packages from starting services (a system Redis): tests never use one.
   policy=/usr/sbin/policy-rc.d
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
@@ -16,11 +22,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
     trap 'as_root rm -f "$policy"' EXIT
   fi
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
 fi
 
 echo "== npm ci (tests/js)"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+echo "== npm ci (tests/browser)"
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 echo "== cargo fmt --check"
 cargo fmt --check
@@ -34,4 +43,6 @@ echo "== cargo bench (quick mode: each bench runs once, so none can rot)"
 cargo bench --quiet --bench fanout --bench wire -- --test >/dev/null
 echo "== node --test (tests/js)"
 (cd tests/js && WSGATE_BIN="$PWD/../../target/debug/wsgate" timeout 600 npm test --silent)
+echo "== node --test (tests/browser: headless Chromium)"
+(cd tests/browser && WSGATE_BIN="$PWD/../../target/debug/wsgate" timeout 300 npm test --silent)
 echo "== all tests passed"

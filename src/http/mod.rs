@@ -1,6 +1,10 @@
 //! The HTTP side of a replica: one port for Socket.IO (`/socket.io/`), `/healthz`,
 //! `/readyz` and `/metrics`. Handlers are thin; what "ready" means is decided by the
-//! caller and passed in as a [`Readiness`] check.
+//! caller and passed in as a [`Readiness`] check. Browsers: [`origin`] (who may connect,
+//! CORS) and [`demo`] (the demo page at `/`).
+
+pub mod demo;
+pub mod origin;
 
 use std::sync::Arc;
 

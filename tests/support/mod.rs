@@ -298,14 +298,66 @@ impl Drop for Gateway {
 
 /// `GET path` with a raw HTTP/1.0 request; returns (status, body). Bounded by 5 s.
 pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let r = http_request(addr, "GET", path, &[]).await?;
+    Ok((r.status, r.body))
+}
+
+/// An answer to [`http_request`].
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    /// The header lines, as received.
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The value of header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// `METHOD path` with extra headers, as a raw HTTP/1.0 request read to EOF, or as HTTP/1.1
+/// when the headers ask for an `Upgrade` (then the answer is returned as soon as its head
+/// arrived: the body, if any, may be cut). Bounded by 5 s.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpAnswer> {
     let fut = async {
         let mut s = TcpStream::connect(addr).await?;
-        s.write_all(
-            format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await?;
+        let upgrade = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("upgrade"));
+        let mut req = if upgrade {
+            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n")
+        } else {
+            format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n")
+        };
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).await?;
         let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await?;
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf);
+            if upgrade && text.contains("\r\n\r\n") {
+                break;
+            }
+        }
         let text = String::from_utf8_lossy(&buf).into_owned();
         let status_line = text.lines().next().unwrap_or_default().to_string();
         let status = status_line
@@ -315,17 +367,18 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Str
             .ok_or_else(|| {
                 std::io::Error::other(format!("bad HTTP status line {status_line:?}"))
             })?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        Ok((status, body))
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        Ok(HttpAnswer {
+            status,
+            head: head.to_string(),
+            body: body.to_string(),
+        })
     };
     match timeout(Duration::from_secs(5), fut).await {
         Ok(r) => r,
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
-            format!("GET {path} on {addr} timed out"),
+            format!("{method} {path} on {addr} timed out"),
         )),
     }
 }
