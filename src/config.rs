@@ -28,6 +28,20 @@ pub enum Command {
     Serve(ServeConfig),
     /// Publish updates into a fleet through Redis, in the socket.io emitter wire format.
     Publish(PublishConfig),
+    /// Exit 0 when a replica's health endpoint answers 200 (container HEALTHCHECK).
+    Healthcheck(HealthcheckConfig),
+}
+
+/// Settings of `wsgate healthcheck`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckConfig {
+    /// URL to GET (plain HTTP).
+    #[arg(
+        long,
+        env = "WSGATE_HEALTHCHECK_URL",
+        default_value = "http://127.0.0.1:3000/healthz"
+    )]
+    pub url: String,
 }
 
 /// Log line format.
@@ -86,6 +100,44 @@ pub struct ServeConfig {
     /// Log format (`text` or `json`); the level comes from `RUST_LOG` (default `info`).
     #[arg(long, env = "WSGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Most Socket.IO connections this replica holds; further handshakes get a
+    /// `connect_error` with the message `Too many connections`. 0: no limit.
+    #[arg(long, env = "WSGATE_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// Inbound events per second allowed per socket (token bucket refill rate); an event
+    /// over it is answered with an `exception` `Rate limited` and not handled. 0: no limit.
+    #[arg(long, env = "WSGATE_MAX_EVENT_RATE", default_value_t = 50)]
+    pub max_event_rate: u32,
+
+    /// Events a socket may send at once before `--max-event-rate` applies (bucket size).
+    #[arg(long, env = "WSGATE_EVENT_BURST", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub event_burst: u32,
+
+    /// On SIGTERM, connected clients are disconnected in batches spread over this window,
+    /// so they reconnect to other replicas without a thundering herd (e.g. `10s`).
+    #[arg(long, env = "WSGATE_DRAIN_WINDOW", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain_window: Duration,
+
+    /// On SIGTERM, the process exits (code 0) at the latest this long after the signal;
+    /// must be longer than `--drain-window` (e.g. `20s`).
+    #[arg(long, env = "WSGATE_DRAIN_DEADLINE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub drain_deadline: Duration,
+}
+
+impl ServeConfig {
+    /// The checks that involve more than one setting; the message names them.
+    pub fn check(&self) -> Result<(), String> {
+        if self.drain_deadline <= self.drain_window {
+            return Err(format!(
+                "--drain-deadline / WSGATE_DRAIN_DEADLINE ({}) must be longer than --drain-window / WSGATE_DRAIN_WINDOW ({})",
+                humantime::format_duration(self.drain_deadline),
+                humantime::format_duration(self.drain_window)
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Settings of `wsgate publish`.

@@ -6,9 +6,16 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "== installing redis-server (Debian package; the tests start their own on free ports)"
-  # Keep the package from starting a system Redis: tests never use one.
+# Debian packages the tests need, each installed only when its command is missing:
+# redis-server (tests start their own on free ports), promtool (prometheus: metrics and
+# alert-rule checks), haproxy (the load balancer in front of a local fleet).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]} (Debian packages)"
+  # Keep the packages from starting system services: tests start their own.
   policy=/usr/sbin/policy-rc.d
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
@@ -16,7 +23,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
     trap 'as_root rm -f "$policy"' EXIT
   fi
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 echo "== npm ci (tests/js)"

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use socketioxide::{SocketIo, extract::SocketRef};
+use socketioxide::{BroadcastError, SocketError, SocketIo, extract::SocketRef};
 
 use super::Gateway;
 use crate::{
@@ -24,21 +24,58 @@ pub async fn run(io: SocketIo, gw: Arc<Gateway>, mut inbound: InboundRx) {
     }
 }
 
-/// Deliver one broadcast to the matching local sockets.
+/// Deliver one broadcast to the matching local sockets, and count what happened:
+/// `wsgate_deliveries_total{outcome}` per socket (`sent`, `dropped_buffer_full`,
+/// `dropped_closed`, and `volatile` for volatile messages, whose skips socketioxide does
+/// not report), the fan-out time, and the publish-to-socket latency when stamped.
 pub async fn broadcast(io: &SocketIo, b: Broadcast) {
     let started = std::time::Instant::now();
+    // The matching sockets are looked up a second time only to be counted; the fan-out
+    // bench measures what it costs.
+    let matched = io
+        .to(b.rooms.clone())
+        .except(b.except.clone())
+        .sockets()
+        .len();
     let ops = io.to(b.rooms).except(b.except);
     let ops = if b.volatile { ops.volatile() } else { ops };
+    let (mut full, mut closed) = (0u64, 0u64);
     if let Err(e) = ops.emit(&b.event, &b.args).await {
-        let outcome = if b.volatile {
-            "dropped_volatile"
-        } else {
-            "dropped_buffer_full"
-        };
-        metrics::counter!("wsgate_delivery_errors_total", "outcome" => outcome).increment(1);
+        match &e {
+            BroadcastError::Socket(errors) => {
+                for err in errors {
+                    match err {
+                        SocketError::InternalChannelFull => full += 1,
+                        SocketError::Closed => closed += 1,
+                    }
+                }
+            }
+            _ => tracing::warn!(error = %e, "broadcast failed"),
+        }
         tracing::debug!(error = %e, "some sockets did not take a broadcast");
     }
+    let matched = matched as u64;
+    let deliveries = |outcome: &'static str, n: u64| {
+        if n > 0 {
+            metrics::counter!("wsgate_deliveries_total", "outcome" => outcome).increment(n);
+        }
+    };
+    if b.volatile {
+        deliveries("volatile", matched);
+    } else {
+        deliveries("sent", matched.saturating_sub(full + closed));
+        deliveries("dropped_buffer_full", full);
+        deliveries("dropped_closed", closed);
+    }
     metrics::histogram!("wsgate_fanout_seconds").record(started.elapsed().as_secs_f64());
+    if let Some(sent_at) = b.sent_at
+        && matched > 0
+    {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e6;
+        // A publisher clock ahead of ours would give a negative latency: recorded as 0.
+        let latency = ((now - sent_at) / 1e3).max(0.0);
+        metrics::histogram!("wsgate_publish_latency_seconds").record(latency);
+    }
 }
 
 fn select(io: &SocketIo, r: &Request) -> Vec<SocketRef> {
