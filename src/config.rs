@@ -107,8 +107,9 @@ pub struct ServeConfig {
     pub max_connections: usize,
 
     /// Inbound events per second allowed per socket (token bucket refill rate); an event
-    /// over it is answered with an `exception` `Rate limited` and not handled. 0: no limit.
-    #[arg(long, env = "WSGATE_MAX_EVENT_RATE", default_value_t = 50)]
+    /// over it is answered with an `exception` `Rate limited` and not handled. 0 (the
+    /// default, so existing clients see no change): no limit. The k8s base sets 50.
+    #[arg(long, env = "WSGATE_MAX_EVENT_RATE", default_value_t = 0)]
     pub max_event_rate: u32,
 
     /// Events a socket may send at once before `--max-event-rate` applies (bucket size).

