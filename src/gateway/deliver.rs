@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 use socketioxide::{BroadcastError, SocketError, SocketIo, extract::SocketRef};
 
-use super::Gateway;
+use super::{Gateway, Membership};
 use crate::{
     auth::Identity,
     backplane::{Broadcast, Inbound, InboundRx, Request, RequestKind, request},
@@ -18,7 +18,7 @@ use crate::{
 pub async fn run(io: SocketIo, gw: Arc<Gateway>, mut inbound: InboundRx) {
     while let Some(msg) = inbound.recv().await {
         match msg {
-            Inbound::Broadcast(b) => broadcast(&io, b).await,
+            Inbound::Broadcast(b) => deliver(&io, b, Some(&gw.membership)).await,
             Inbound::Request(r) => on_request(&io, &gw, r).await,
         }
     }
@@ -29,14 +29,23 @@ pub async fn run(io: SocketIo, gw: Arc<Gateway>, mut inbound: InboundRx) {
 /// `dropped_closed`, and `volatile` for volatile messages, whose skips socketioxide does
 /// not report), the fan-out time, and the publish-to-socket latency when stamped.
 pub async fn broadcast(io: &SocketIo, b: Broadcast) {
+    deliver(io, b, None).await
+}
+
+/// [`broadcast`], counting the matching sockets from `membership`'s room counts when the
+/// broadcast targets one room with no exceptions (the common case: O(1)); otherwise the
+/// adapter is asked for the matching sockets a second time, which the fan-out bench
+/// measures at about +40% on 1,000 sockets.
+async fn deliver(io: &SocketIo, b: Broadcast, membership: Option<&Membership>) {
     let started = std::time::Instant::now();
-    // The matching sockets are looked up a second time only to be counted; the fan-out
-    // bench measures what it costs.
-    let matched = io
-        .to(b.rooms.clone())
-        .except(b.except.clone())
-        .sockets()
-        .len();
+    let matched = match (membership, b.rooms.as_slice()) {
+        (Some(m), [room]) if b.except.is_empty() => m.count(room),
+        _ => io
+            .to(b.rooms.clone())
+            .except(b.except.clone())
+            .sockets()
+            .len(),
+    };
     let ops = io.to(b.rooms).except(b.except);
     let ops = if b.volatile { ops.volatile() } else { ops };
     let (mut full, mut closed) = (0u64, 0u64);
