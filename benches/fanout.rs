@@ -37,6 +37,7 @@ fn main_fixture(rt: &tokio::runtime::Runtime) -> Fixture {
             rooms: vec!["project_one".into()],
             except: vec![],
             volatile: false,
+            sent_at: None,
         };
         Fixture {
             io,

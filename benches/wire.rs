@@ -14,6 +14,7 @@ fn update() -> Broadcast {
         rooms: vec!["project_one".into()],
         except: vec![],
         volatile: false,
+        sent_at: None,
     }
 }
 

@@ -30,6 +30,8 @@ pub enum Command {
     Publish(PublishConfig),
     /// Load-test a fleet (wsgate or any socket.io fleet with the same contract).
     Bench(BenchConfig),
+    /// Exit 0 when a replica's health endpoint answers 200 (container HEALTHCHECK).
+    Healthcheck(HealthcheckConfig),
 }
 
 /// What `wsgate bench` measures.
@@ -87,6 +89,18 @@ pub struct BenchConfig {
     /// Hard stop: the run ends by then whatever happens.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub deadline: Duration,
+}
+
+/// Settings of `wsgate healthcheck`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckConfig {
+    /// URL to GET (plain HTTP).
+    #[arg(
+        long,
+        env = "WSGATE_HEALTHCHECK_URL",
+        default_value = "http://127.0.0.1:3000/healthz"
+    )]
+    pub url: String,
 }
 
 /// Log line format.
@@ -175,9 +189,46 @@ pub struct ServeConfig {
     #[arg(long, env = "WSGATE_DEMO_PAGE", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub demo_page: Option<bool>,
+
+    /// Most Socket.IO connections this replica holds; further handshakes get a
+    /// `connect_error` with the message `Too many connections`. 0: no limit.
+    #[arg(long, env = "WSGATE_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// Inbound events per second allowed per socket (token bucket refill rate); an event
+    /// over it is answered with an `exception` `Rate limited` and not handled. 0 (the
+    /// default, so existing clients see no change): no limit. The k8s base sets 50.
+    #[arg(long, env = "WSGATE_MAX_EVENT_RATE", default_value_t = 0)]
+    pub max_event_rate: u32,
+
+    /// Events a socket may send at once before `--max-event-rate` applies (bucket size).
+    #[arg(long, env = "WSGATE_EVENT_BURST", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub event_burst: u32,
+
+    /// On SIGTERM, connected clients are disconnected in batches spread over this window,
+    /// so they reconnect to other replicas without a thundering herd (e.g. `10s`).
+    #[arg(long, env = "WSGATE_DRAIN_WINDOW", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain_window: Duration,
+
+    /// On SIGTERM, the process exits (code 0) at the latest this long after the signal;
+    /// must be longer than `--drain-window` (e.g. `20s`).
+    #[arg(long, env = "WSGATE_DRAIN_DEADLINE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub drain_deadline: Duration,
 }
 
 impl ServeConfig {
+    /// The checks that involve more than one setting; the message names them.
+    pub fn check(&self) -> Result<(), String> {
+        if self.drain_deadline <= self.drain_window {
+            return Err(format!(
+                "--drain-deadline / WSGATE_DRAIN_DEADLINE ({}) must be longer than --drain-window / WSGATE_DRAIN_WINDOW ({})",
+                humantime::format_duration(self.drain_deadline),
+                humantime::format_duration(self.drain_window)
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether `/` serves the demo page: as asked, else only in the embedded default, where
     /// its demo tokens work.
     pub fn demo_page_enabled(&self) -> bool {

@@ -29,9 +29,13 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(cfg) => {
                 init_logs(cfg.log_format);
-                let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-                    .install_recorder()
-                    .ok();
+                let metrics = match wsgate::telemetry::install() {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "metrics disabled");
+                        None
+                    }
+                };
                 wsgate::serve::run(cfg, metrics)
                     .await
                     .map_err(|e| e.to_string())
@@ -40,6 +44,9 @@ fn main() -> ExitCode {
                 init_logs(LogFormat::Text);
                 wsgate::bench::run(cfg).await.map_err(|e| e.to_string())
             }
+            Command::Healthcheck(cfg) => wsgate::healthcheck::run(&cfg.url)
+                .await
+                .map_err(|e| e.to_string()),
             Command::Publish(cfg) => {
                 init_logs(LogFormat::Text);
                 wsgate::publish::run(cfg).await.map_err(|e| e.to_string())

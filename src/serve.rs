@@ -10,9 +10,10 @@ use crate::{
     authz::{Authorizer, PermissionTable},
     backplane::{Backplane, BackplaneError, memory::MemoryBackplane, redis::RedisBackplane},
     config::ServeConfig,
-    gateway::Gateway,
+    gateway::{self, Gateway, Limits},
     http::{self, Readiness},
     publish,
+    shutdown::{self, Shutdown},
 };
 
 /// Why a replica could not start.
@@ -35,16 +36,21 @@ pub enum ServeError {
     /// The origin settings contradict each other.
     #[error(transparent)]
     Origin(#[from] http::origin::OriginError),
+    /// Settings that do not fit together.
+    #[error("{0}")]
+    Config(String),
     /// The server failed while running.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
 
-struct BackplaneReadiness(Arc<dyn Backplane>);
+struct BackplaneReadiness(Arc<dyn Backplane>, Shutdown);
 
 impl Readiness for BackplaneReadiness {
     fn check(&self) -> Result<(), &'static str> {
-        if self.0.is_ready() {
+        if self.1.is_draining() {
+            Err("draining")
+        } else if self.0.is_ready() {
             Ok(())
         } else {
             Err("backplane disconnected")
@@ -52,8 +58,10 @@ impl Readiness for BackplaneReadiness {
     }
 }
 
-/// How long connected clients get to be closed on shutdown before the process exits.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the sockets still open after the drain window get to close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long before `--drain-deadline` the process stops waiting and exits.
+const EXIT_MARGIN: Duration = Duration::from_millis(500);
 
 /// Run one replica until SIGINT or SIGTERM.
 pub async fn run(
@@ -62,6 +70,7 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let origins =
         http::origin::OriginPolicy::new(cfg.allowed_origins.clone(), cfg.cors_credentials)?;
+    cfg.check().map_err(ServeError::Config)?;
     let auth: Arc<dyn Authenticator> = Arc::new(match &cfg.tokens {
         Some(path) => TokenTable::from_file(path)?,
         None => TokenTable::demo(),
@@ -91,7 +100,9 @@ pub async fn run(
         .ping_interval(cfg.ping_interval)
         .ping_timeout(cfg.ping_timeout)
         .build_layer();
-    let gateway = Gateway::new(auth, authz, backplane.clone());
+    let shutdown = Shutdown::new();
+    let limits = Limits::new(cfg.max_connections, cfg.max_event_rate, cfg.event_burst);
+    let gateway = Gateway::operated(auth, authz, backplane.clone(), limits, shutdown.clone());
     gateway.attach(&io);
     tokio::spawn(crate::gateway::deliver(
         io.clone(),
@@ -103,7 +114,11 @@ pub async fn run(
         tokio::spawn(demo_push(backplane.clone(), every));
     }
 
-    let mut app = http::router(layer, Arc::new(BackplaneReadiness(backplane)), metrics);
+    let readiness: Arc<dyn Readiness> = Arc::new(BackplaneReadiness(backplane, shutdown.clone()));
+    tokio::spawn(publish_readiness(readiness.clone()));
+    let mut app = http::router(layer, readiness, metrics).layer(
+        axum::middleware::from_fn_with_state(shutdown.clone(), http::refuse::refuse_new_sessions),
+    );
     if cfg.demo_page_enabled() {
         app = http::demo::with_demo_page(app);
     }
@@ -130,15 +145,37 @@ pub async fn run(
         tracing::info!("demo page on http://{host}/ (--demo-page=false turns it off)");
     }
 
-    let closing = io.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: closing client connections");
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing.close()).await;
-        })
-        .await?;
+    let draining = {
+        let shutdown = shutdown.clone();
+        let window = cfg.drain_window;
+        async move {
+            shutdown::signal().await;
+            shutdown.begin();
+            tracing::info!("signal received: not ready, refusing new clients, draining");
+            gateway::drain(&io, window).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, io.close()).await;
+        }
+    };
+    let deadline = async {
+        shutdown.draining().await;
+        tokio::time::sleep(cfg.drain_deadline.saturating_sub(EXIT_MARGIN)).await;
+    };
+    tokio::select! {
+        served = axum::serve(listener, app).with_graceful_shutdown(draining) => served?,
+        () = deadline => tracing::warn!("drain deadline reached with connections still open; exiting"),
+    }
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// Mirror `/readyz` in the `wsgate_ready` gauge, for alerts and dashboards.
+async fn publish_readiness(readiness: Arc<dyn Readiness>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let ready = if readiness.check().is_ok() { 1.0 } else { 0.0 };
+        metrics::gauge!("wsgate_ready").set(ready);
+    }
 }
 
 async fn demo_push(backplane: Arc<dyn Backplane>, every: Duration) {
@@ -152,22 +189,4 @@ async fn demo_push(backplane: Arc<dyn Backplane>, every: Duration) {
             }
         }
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }

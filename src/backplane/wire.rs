@@ -17,6 +17,9 @@ const BINARY_EVENT: u64 = 5;
 /// Deepest nesting accepted in a message, far beyond any real payload; stops a hostile
 /// publisher from exhausting the subscriber's stack.
 const MAX_DEPTH: usize = 256;
+/// Key in `opts.flags` where a publisher stamps its send time (ms since the Unix epoch, a
+/// number). An extension of the adapter's format that Node servers ignore.
+pub const SENT_AT: &str = "wsgateSentAt";
 
 /// The arguments of an event after its name. Serializes as a tuple, which socketioxide
 /// expands into separate Socket.IO arguments; binary values become attachments.
@@ -148,18 +151,23 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
         _ => return Err(WireError::BadPacket("event name is not a string")),
     };
 
-    let (rooms, except, volatile) = match &opts {
-        None | Some(Value::Nil) => (Vec::new(), Vec::new(), false),
+    let (rooms, except, volatile, sent_at) = match &opts {
+        None | Some(Value::Nil) => (Vec::new(), Vec::new(), false, None),
         Some(Value::Map(o)) => {
-            let volatile = match get(o, "flags") {
-                None | Some(Value::Nil) => false,
-                Some(Value::Map(f)) => get(f, "volatile").and_then(Value::as_bool) == Some(true),
+            let (volatile, sent_at) = match get(o, "flags") {
+                None | Some(Value::Nil) => (false, None),
+                Some(Value::Map(f)) => (
+                    get(f, "volatile").and_then(Value::as_bool) == Some(true),
+                    // A stamp of another type is ignored, not an error: it is only a metric.
+                    get(f, SENT_AT).and_then(Value::as_f64),
+                ),
                 Some(_) => return Err(WireError::BadOpts("flags is not a map")),
             };
             (
                 strings(get(o, "rooms"), "rooms is not a list of strings")?,
                 strings(get(o, "except"), "except is not a list of strings")?,
                 volatile,
+                sent_at,
             )
         }
         Some(_) => return Err(WireError::BadOpts("opts is not a map")),
@@ -174,6 +182,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
             rooms,
             except,
             volatile,
+            sent_at,
         },
     })
 }
@@ -194,11 +203,13 @@ pub fn encode(uid: &str, b: &Broadcast) -> Vec<u8> {
         ("data".into(), Value::Array(data)),
         ("nsp".into(), "/".into()),
     ]);
-    let flags = if b.volatile {
-        vec![("volatile".into(), Value::Boolean(true))]
-    } else {
-        Vec::new()
-    };
+    let mut flags = Vec::new();
+    if b.volatile {
+        flags.push(("volatile".into(), Value::Boolean(true)));
+    }
+    if let Some(at) = b.sent_at {
+        flags.push((SENT_AT.into(), Value::F64(at)));
+    }
     let opts = Value::Map(vec![
         ("rooms".into(), str_list(&b.rooms)),
         ("flags".into(), Value::Map(flags)),
@@ -254,6 +265,7 @@ mod tests {
             rooms: vec!["project_one".into()],
             except: vec![],
             volatile: false,
+            sent_at: None,
         }
     }
 
@@ -301,6 +313,15 @@ mod tests {
         assert_eq!(e.broadcast.rooms, ["a", "b"]);
         assert_eq!(e.broadcast.except, ["c"]);
         assert!(e.broadcast.volatile);
+        assert_eq!(e.broadcast.sent_at, None);
+    }
+
+    #[test]
+    fn send_time_stamp_round_trips_in_flags() {
+        let mut b = update_x1();
+        b.sent_at = Some(1_795_775_643_160.5);
+        let e = decode(&encode("emitter", &b)).unwrap();
+        assert_eq!(e.broadcast, b);
     }
 
     #[test]

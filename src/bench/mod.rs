@@ -252,6 +252,7 @@ async fn publish_paced(cfg: &BenchConfig, url: &str, clock: Clock) -> Result<Pac
             rooms: vec![cfg.rooms[room].clone()],
             except: vec![],
             volatile: false,
+            sent_at: None,
         };
         let bytes = wire::encode(crate::publish::EMITTER_UID, &b);
         if let Err(e) = publisher

@@ -9,6 +9,9 @@ use crate::auth::Credentials;
 /// The only message a refused client sees, whatever the reason.
 pub const UNAUTHORIZED: &str = "Unauthorized";
 
+/// The message of a client refused because this replica is shutting down.
+pub const DRAINING: &str = "Server shutting down";
+
 /// Authenticate from the `Authorization` header or `auth.token`; on success the socket
 /// carries its [`crate::auth::Identity`] in its extensions.
 pub fn authenticate(
@@ -16,6 +19,16 @@ pub fn authenticate(
     socket: &SocketRef,
     auth: TryData<Value>,
 ) -> Result<(), &'static str> {
+    if gw.shutdown.is_draining() {
+        metrics::counter!("wsgate_connects_total", "result" => "draining").increment(1);
+        tracing::debug!(sid = %socket.id, "refused handshake: draining");
+        return Err(DRAINING);
+    }
+    if !gw.limits.has_room() {
+        metrics::counter!("wsgate_connects_total", "result" => "limited").increment(1);
+        tracing::debug!(sid = %socket.id, "refused handshake: too many connections");
+        return Err(super::limits::TOO_MANY_CONNECTIONS);
+    }
     let header = socket
         .req_parts()
         .headers

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use socketioxide::{SocketIo, extract::SocketRef};
+use socketioxide::{BroadcastError, SocketError, SocketIo, extract::SocketRef};
 
-use super::Gateway;
+use super::{Gateway, Membership};
 use crate::{
     auth::Identity,
     backplane::{Broadcast, Inbound, InboundRx, Request, RequestKind, request},
@@ -18,27 +18,73 @@ use crate::{
 pub async fn run(io: SocketIo, gw: Arc<Gateway>, mut inbound: InboundRx) {
     while let Some(msg) = inbound.recv().await {
         match msg {
-            Inbound::Broadcast(b) => broadcast(&io, b).await,
+            Inbound::Broadcast(b) => deliver(&io, b, Some(&gw.membership)).await,
             Inbound::Request(r) => on_request(&io, &gw, r).await,
         }
     }
 }
 
-/// Deliver one broadcast to the matching local sockets.
+/// Deliver one broadcast to the matching local sockets, and count what happened:
+/// `wsgate_deliveries_total{outcome}` per socket (`sent`, `dropped_buffer_full`,
+/// `dropped_closed`, and `volatile` for volatile messages, whose skips socketioxide does
+/// not report), the fan-out time, and the publish-to-socket latency when stamped.
 pub async fn broadcast(io: &SocketIo, b: Broadcast) {
+    deliver(io, b, None).await
+}
+
+/// [`broadcast`], counting the matching sockets from `membership`'s room counts when the
+/// broadcast targets one room with no exceptions (the common case: O(1)); otherwise the
+/// adapter is asked for the matching sockets a second time, which the fan-out bench
+/// measures at about +40% on 1,000 sockets.
+async fn deliver(io: &SocketIo, b: Broadcast, membership: Option<&Membership>) {
     let started = std::time::Instant::now();
+    let matched = match (membership, b.rooms.as_slice()) {
+        (Some(m), [room]) if b.except.is_empty() => m.count(room),
+        _ => io
+            .to(b.rooms.clone())
+            .except(b.except.clone())
+            .sockets()
+            .len(),
+    };
     let ops = io.to(b.rooms).except(b.except);
     let ops = if b.volatile { ops.volatile() } else { ops };
+    let (mut full, mut closed) = (0u64, 0u64);
     if let Err(e) = ops.emit(&b.event, &b.args).await {
-        let outcome = if b.volatile {
-            "dropped_volatile"
-        } else {
-            "dropped_buffer_full"
-        };
-        metrics::counter!("wsgate_delivery_errors_total", "outcome" => outcome).increment(1);
+        match &e {
+            BroadcastError::Socket(errors) => {
+                for err in errors {
+                    match err {
+                        SocketError::InternalChannelFull => full += 1,
+                        SocketError::Closed => closed += 1,
+                    }
+                }
+            }
+            _ => tracing::warn!(error = %e, "broadcast failed"),
+        }
         tracing::debug!(error = %e, "some sockets did not take a broadcast");
     }
+    let matched = matched as u64;
+    let deliveries = |outcome: &'static str, n: u64| {
+        if n > 0 {
+            metrics::counter!("wsgate_deliveries_total", "outcome" => outcome).increment(n);
+        }
+    };
+    if b.volatile {
+        deliveries("volatile", matched);
+    } else {
+        deliveries("sent", matched.saturating_sub(full + closed));
+        deliveries("dropped_buffer_full", full);
+        deliveries("dropped_closed", closed);
+    }
     metrics::histogram!("wsgate_fanout_seconds").record(started.elapsed().as_secs_f64());
+    if let Some(sent_at) = b.sent_at
+        && matched > 0
+    {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e6;
+        // A publisher clock ahead of ours would give a negative latency: recorded as 0.
+        let latency = ((now - sent_at) / 1e3).max(0.0);
+        metrics::histogram!("wsgate_publish_latency_seconds").record(latency);
+    }
 }
 
 fn select(io: &SocketIo, r: &Request) -> Vec<SocketRef> {

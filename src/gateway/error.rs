@@ -20,6 +20,12 @@ pub enum ClientError {
         /// The payload as the client sent it.
         data: Value,
     },
+    /// The socket sent events faster than `--max-event-rate`; the event was not handled.
+    #[error("rate limited")]
+    Limited {
+        /// The refused event (`message`, `join_project`, `leave_project`, `other`).
+        pattern: &'static str,
+    },
 }
 
 impl ClientError {
@@ -32,6 +38,10 @@ impl ClientError {
             ClientError::NotFound { pattern, data } => json!({
                 "status": "error", "message": "Project not found",
                 "cause": {"pattern": pattern, "data": data}
+            }),
+            ClientError::Limited { pattern } => json!({
+                "status": "error", "message": "Rate limited",
+                "cause": {"pattern": pattern}
             }),
         }
     }

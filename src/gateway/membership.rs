@@ -86,6 +86,11 @@ impl Membership {
         }
     }
 
+    /// The number of local members of `room`.
+    pub fn count(&self, room: &str) -> usize {
+        self.counts().get(room).copied().unwrap_or(0)
+    }
+
     /// The rooms with at least one local member.
     pub fn rooms(&self) -> Vec<String> {
         self.counts().keys().cloned().collect()

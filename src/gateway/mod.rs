@@ -7,9 +7,11 @@
 
 mod connect;
 mod deliver;
+mod drain;
 mod error;
 mod join_project;
 mod leave_project;
+mod limits;
 mod membership;
 mod message;
 pub mod validate;
@@ -23,9 +25,11 @@ use socketioxide::{
     handler::ConnectHandler,
 };
 
-use crate::{auth::Authenticator, authz::Authorizer, backplane::Backplane};
+use crate::{auth::Authenticator, authz::Authorizer, backplane::Backplane, shutdown::Shutdown};
 pub use deliver::{broadcast as deliver_broadcast, run as deliver};
+pub use drain::run as drain;
 pub use error::ClientError;
+pub use limits::Limits;
 pub use membership::Membership;
 
 /// Everything the handlers share.
@@ -34,6 +38,8 @@ pub struct Gateway {
     authz: Arc<dyn Authorizer>,
     membership: Membership,
     backplane: Arc<dyn Backplane>,
+    limits: Limits,
+    shutdown: Shutdown,
 }
 
 impl Gateway {
@@ -43,12 +49,43 @@ impl Gateway {
         authz: Arc<dyn Authorizer>,
         backplane: Arc<dyn Backplane>,
     ) -> Arc<Self> {
+        Self::operated(
+            auth,
+            authz,
+            backplane,
+            Limits::new(0, 0, 1),
+            Shutdown::new(),
+        )
+    }
+
+    /// A gateway that also enforces `limits` and refuses new clients once `shutdown`
+    /// starts draining.
+    pub fn operated(
+        auth: Arc<dyn Authenticator>,
+        authz: Arc<dyn Authorizer>,
+        backplane: Arc<dyn Backplane>,
+        limits: Limits,
+        shutdown: Shutdown,
+    ) -> Arc<Self> {
         Arc::new(Self {
             auth,
             authz,
             membership: Membership::new(backplane.clone()),
             backplane,
+            limits,
+            shutdown,
         })
+    }
+
+    /// Count an inbound event under a bounded label and take a token from the socket's
+    /// bucket. A refused event is answered (`exception` and ack) here and `None` returned.
+    fn admit(&self, socket: &SocketRef, event: &'static str, ack: AckSender) -> Option<AckSender> {
+        metrics::counter!("wsgate_events_received_total", "event" => event).increment(1);
+        if self.limits.admit_event(socket) {
+            return Some(ack);
+        }
+        ClientError::Limited { pattern: event }.reply(socket, ack);
+        None
     }
 
     /// Register the default namespace's middleware and handlers on `io`.
@@ -71,26 +108,29 @@ impl Gateway {
     }
 }
 
-/// Count an inbound event under a bounded label.
-fn count_event(name: &'static str) {
-    metrics::counter!("wsgate_events_received_total", "event" => name).increment(1);
-}
-
 fn on_connect(gw: Arc<Gateway>, socket: SocketRef) {
     metrics::gauge!("wsgate_connections").increment(1.0);
-    socket.on("message", |s: SocketRef, ack: AckSender| {
-        count_event("message");
-        message::handle(&s, ack);
-        async {}
-    });
+    gw.limits.on_connect(&socket);
+    {
+        let gw = gw.clone();
+        socket.on("message", move |s: SocketRef, ack: AckSender| {
+            if let Some(ack) = gw.admit(&s, "message", ack) {
+                message::handle(&s, ack);
+            }
+            async {}
+        });
+    }
     {
         let gw = gw.clone();
         socket.on(
             "join_project",
             move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
-                count_event("join_project");
                 let gw = gw.clone();
-                async move { join_project::handle(&gw, &s, data.ok(), ack).await }
+                async move {
+                    if let Some(ack) = gw.admit(&s, "join_project", ack) {
+                        join_project::handle(&gw, &s, data.ok(), ack).await;
+                    }
+                }
             },
         );
     }
@@ -99,18 +139,24 @@ fn on_connect(gw: Arc<Gateway>, socket: SocketRef) {
         socket.on(
             "leave_project",
             move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
-                count_event("leave_project");
-                leave_project::handle(&gw, &s, data.ok(), ack);
+                if let Some(ack) = gw.admit(&s, "leave_project", ack) {
+                    leave_project::handle(&gw, &s, data.ok(), ack);
+                }
                 async {}
             },
         );
     }
-    socket.on_fallback(|| {
-        count_event("other");
-        async {}
-    });
+    {
+        let gw = gw.clone();
+        socket.on_fallback(move |s: SocketRef, ack: AckSender| {
+            // Unknown events are only counted (and limited); they have no handler.
+            let _ = gw.admit(&s, "other", ack);
+            async {}
+        });
+    }
     socket.on_disconnect(move |s: SocketRef| {
         metrics::gauge!("wsgate_connections").decrement(1.0);
+        gw.limits.on_disconnect();
         gw.membership.leave_all(&s);
         tracing::debug!(sid = %s.id, "disconnected");
         async {}

@@ -18,6 +18,8 @@ use axum::{
 use metrics_exporter_prometheus::PrometheusHandle;
 use socketioxide::layer::SocketIoLayer;
 
+pub mod refuse;
+
 /// Whether the replica should receive new clients, with the reason when it should not.
 pub trait Readiness: Send + Sync + 'static {
     /// `Ok` when ready, else a short reason for the operator.

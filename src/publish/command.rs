@@ -42,6 +42,7 @@ fn broadcasts(cfg: &PublishConfig) -> Result<Vec<Broadcast>, PublishError> {
         rooms: cfg.rooms.clone(),
         except: cfg.except.clone(),
         volatile: cfg.volatile,
+        sent_at: None,
     }])
 }
 
@@ -61,7 +62,9 @@ pub async fn run(cfg: PublishConfig) -> Result<(), PublishError> {
         if cfg.demo && n > 0 {
             batch = demo_broadcasts(OffsetDateTime::now_utc());
         }
-        for b in &batch {
+        for b in &mut batch {
+            // Stamped per send, for the replicas' publish-to-socket latency histogram.
+            b.sent_at = Some(OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e6);
             let receivers = publisher.publish(b).await?;
             tracing::debug!(event = %b.event, rooms = ?b.rooms, receivers, "published");
         }

@@ -74,6 +74,7 @@ pub fn demo_broadcasts(now: OffsetDateTime) -> Vec<Broadcast> {
             rooms: vec![(*p).into()],
             except: vec![],
             volatile: false,
+            sent_at: None,
         })
         .collect()
 }
@@ -90,6 +91,7 @@ mod tests {
             rooms: vec!["project_one".into()],
             except: vec![],
             volatile: false,
+            sent_at: None,
         };
         let (channel, bytes) = encode(&b);
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

@@ -1,0 +1,129 @@
+//! The Prometheus recorder and the list of every metric wsgate exports, with its help
+//! text, so `/metrics` is self-describing (promtool lints missing help) and every bounded
+//! label value exists at zero from start-up (alerts and dashboards see a series, not a gap).
+//! Label values are fixed sets chosen in code: never a user id, room or token.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Histogram buckets in seconds, from 100 µs (a fan-out to a few sockets) to 10 s.
+const BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Counters and their bounded label values, created at zero.
+const LABELLED: [(&str, &str, &[&str]); 5] = [
+    (
+        "wsgate_connects_total",
+        "result",
+        &["ok", "unauthorized", "limited", "draining"],
+    ),
+    ("wsgate_joins_total", "result", &["ok", "denied", "invalid"]),
+    (
+        "wsgate_events_received_total",
+        "event",
+        &["message", "join_project", "leave_project", "other"],
+    ),
+    (
+        "wsgate_deliveries_total",
+        "outcome",
+        &["sent", "dropped_buffer_full", "dropped_closed", "volatile"],
+    ),
+    (
+        "wsgate_backplane_messages_total",
+        "kind",
+        &["broadcast", "request"],
+    ),
+];
+
+/// Install the global recorder (histograms with buckets, so quantiles can be aggregated
+/// across replicas) and describe every metric.
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Prefix("wsgate_".into()), &BUCKETS)?
+        .install_recorder()?;
+    describe();
+    for (name, label, values) in LABELLED {
+        for value in values {
+            metrics::counter!(name, label => *value).absolute(0);
+        }
+    }
+    for name in [
+        "wsgate_backplane_reconnects_total",
+        "wsgate_events_limited_total",
+        "wsgate_drain_disconnects_total",
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
+    for name in ["wsgate_connections", "wsgate_draining", "wsgate_ready"] {
+        metrics::gauge!(name).set(0.0);
+    }
+    Ok(handle)
+}
+
+fn describe() {
+    describe_gauge!(
+        "wsgate_connections",
+        "Live Socket.IO connections on this replica."
+    );
+    describe_gauge!(
+        "wsgate_ready",
+        "1 while /readyz answers 200 (backplane connected and not draining)."
+    );
+    describe_gauge!("wsgate_draining", "1 once SIGTERM started the drain.");
+    describe_counter!(
+        "wsgate_connects_total",
+        "Socket.IO handshakes by result: ok, unauthorized, limited (--max-connections), draining."
+    );
+    describe_counter!(
+        "wsgate_joins_total",
+        "join_project requests by result: ok, denied, invalid."
+    );
+    describe_counter!(
+        "wsgate_events_received_total",
+        "Client events by name (message, join_project, leave_project, other)."
+    );
+    describe_counter!(
+        "wsgate_events_limited_total",
+        "Client events refused by the per-socket rate limit (--max-event-rate)."
+    );
+    describe_counter!(
+        "wsgate_deliveries_total",
+        "Per-socket deliveries of backplane broadcasts by outcome: sent, dropped_buffer_full, dropped_closed, volatile (offered; skips are not reported)."
+    );
+    describe_counter!(
+        "wsgate_drain_disconnects_total",
+        "Clients disconnected by the drain after SIGTERM."
+    );
+    describe_counter!(
+        "wsgate_backplane_messages_total",
+        "Messages received from the backplane by kind: broadcast, request."
+    );
+    describe_counter!(
+        "wsgate_backplane_decode_errors_total",
+        "Backplane messages dropped because they do not decode, by kind."
+    );
+    describe_gauge!(
+        "wsgate_backplane_connected",
+        "1 while the Redis subscriber connection is up."
+    );
+    describe_gauge!(
+        "wsgate_backplane_subscriptions",
+        "Room channels this replica is subscribed to."
+    );
+    describe_counter!(
+        "wsgate_backplane_reconnects_total",
+        "Reconnection attempts of the Redis subscriber."
+    );
+    describe_histogram!(
+        "wsgate_fanout_seconds",
+        Unit::Seconds,
+        "Time to queue one backplane message on every matching local socket."
+    );
+    describe_histogram!(
+        "wsgate_publish_latency_seconds",
+        Unit::Seconds,
+        "From the publisher's stamp (opts.flags.wsgateSentAt) to the queueing on local sockets."
+    );
+}
