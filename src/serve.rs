@@ -6,8 +6,8 @@ use socketioxide::SocketIo;
 use time::OffsetDateTime;
 
 use crate::{
-    auth::{Authenticator, LoadError, TokenTable},
-    authz::{Authorizer, PermissionTable},
+    access::{self, AccessError},
+    auth::LoadError,
     backplane::{Backplane, BackplaneError, memory::MemoryBackplane, redis::RedisBackplane},
     config::ServeConfig,
     gateway::Gateway,
@@ -21,6 +21,9 @@ pub enum ServeError {
     /// A token or permission file is unusable.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// Identity and access settings are unusable.
+    #[error(transparent)]
+    Access(#[from] AccessError),
     /// The Redis URL is unusable.
     #[error("--redis-url / WSGATE_REDIS_URL: {0}")]
     Backplane(#[from] BackplaneError),
@@ -57,14 +60,7 @@ pub async fn run(
     cfg: ServeConfig,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Result<(), ServeError> {
-    let auth: Arc<dyn Authenticator> = Arc::new(match &cfg.tokens {
-        Some(path) => TokenTable::from_file(path)?,
-        None => TokenTable::demo(),
-    });
-    let authz: Arc<dyn Authorizer> = Arc::new(match &cfg.permissions {
-        Some(path) => PermissionTable::from_file(path)?,
-        None => PermissionTable::demo(),
-    });
+    let access = access::from_config(&cfg)?;
     let (backplane, inbound): (Arc<dyn Backplane>, _) = match &cfg.redis_url {
         Some(url) => {
             let (b, rx) = RedisBackplane::start(url)?;
@@ -85,7 +81,8 @@ pub async fn run(
         .ping_interval(cfg.ping_interval)
         .ping_timeout(cfg.ping_timeout)
         .build_layer();
-    let gateway = Gateway::new(auth, authz, backplane.clone());
+    let gateway =
+        Gateway::with_limits(access.auth, access.authz, backplane.clone(), access.limits);
     gateway.attach(&io);
     tokio::spawn(crate::gateway::deliver(
         io.clone(),

@@ -22,8 +22,8 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    BROADCAST_CHANNEL, Backplane, BackplaneError, Broadcast, Inbound, InboundRx, InboundTx,
-    LogLimiter, REQUEST_CHANNEL, request, room_channel, wire,
+    BROADCAST_CHANNEL, Backplane, BackplaneError, Broadcast, CONTROL_CHANNEL, Control, Inbound,
+    InboundRx, InboundTx, LogLimiter, REQUEST_CHANNEL, request, room_channel, wire,
 };
 
 /// How often the subscriber checks that Redis still answers, and how long it waits.
@@ -248,7 +248,11 @@ impl Subscriber {
             Err(_) => return End::Lost("connect timed out".into()),
         };
         let (mut sink, mut stream) = pubsub.split();
-        let mut initial: Vec<String> = vec![BROADCAST_CHANNEL.into(), REQUEST_CHANNEL.into()];
+        let mut initial: Vec<String> = vec![
+            BROADCAST_CHANNEL.into(),
+            REQUEST_CHANNEL.into(),
+            CONTROL_CHANNEL.into(),
+        ];
         initial.extend(self.rooms.iter().cloned());
         if let Err(e) = sink.subscribe(&initial).await {
             return End::Lost(e.to_string());
@@ -299,7 +303,16 @@ impl Subscriber {
 
     async fn on_message(&self, msg: &::redis::Msg) {
         let payload = msg.get_payload_bytes();
-        let inbound = if msg.get_channel_name() == REQUEST_CHANNEL {
+        let inbound = if msg.get_channel_name() == CONTROL_CHANNEL {
+            match Control::decode(payload) {
+                Ok(c) => {
+                    metrics::counter!("wsgate_backplane_messages_total", "kind" => "control")
+                        .increment(1);
+                    Inbound::Control(c)
+                }
+                Err(e) => return self.bad_message("bad_control", &e.to_string()),
+            }
+        } else if msg.get_channel_name() == REQUEST_CHANNEL {
             match request::decode(payload) {
                 Ok(r) if r.uid.as_deref() == Some(self.uid.as_str()) => return,
                 Ok(r) => {

@@ -5,13 +5,17 @@
 //! to the client contract in `error`, room reference counts in `membership`, and the
 //! delivery of what the backplane brings in `deliver`.
 
+mod auth_refresh;
 mod connect;
 mod deliver;
 mod error;
+pub mod expiry;
 mod join_project;
 mod leave_project;
 mod membership;
 mod message;
+pub mod revoke;
+pub mod sessions;
 pub mod validate;
 
 use std::sync::Arc;
@@ -27,6 +31,7 @@ use crate::{auth::Authenticator, authz::Authorizer, backplane::Backplane};
 pub use deliver::{broadcast as deliver_broadcast, run as deliver};
 pub use error::ClientError;
 pub use membership::Membership;
+pub use sessions::{Limits, Sessions};
 
 /// Everything the handlers share.
 pub struct Gateway {
@@ -34,6 +39,8 @@ pub struct Gateway {
     authz: Arc<dyn Authorizer>,
     membership: Membership,
     backplane: Arc<dyn Backplane>,
+    sessions: Sessions,
+    revocations: revoke::Revocations,
 }
 
 impl Gateway {
@@ -43,11 +50,23 @@ impl Gateway {
         authz: Arc<dyn Authorizer>,
         backplane: Arc<dyn Backplane>,
     ) -> Arc<Self> {
+        Self::with_limits(auth, authz, backplane, Limits::default())
+    }
+
+    /// A gateway that also enforces per-identity `limits`.
+    pub fn with_limits(
+        auth: Arc<dyn Authenticator>,
+        authz: Arc<dyn Authorizer>,
+        backplane: Arc<dyn Backplane>,
+        limits: Limits,
+    ) -> Arc<Self> {
         Arc::new(Self {
             auth,
             authz,
             membership: Membership::new(backplane.clone()),
             backplane,
+            sessions: Sessions::new(limits),
+            revocations: revoke::Revocations::default(),
         })
     }
 
@@ -105,6 +124,20 @@ fn on_connect(gw: Arc<Gateway>, socket: SocketRef) {
             },
         );
     }
+    {
+        let gw = gw.clone();
+        socket.on(
+            "auth_refresh",
+            move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
+                count_event("auth_refresh");
+                auth_refresh::handle(&gw, &s, data.ok(), ack);
+                async {}
+            },
+        );
+    }
+    if let Some(identity) = socket.extensions.get::<crate::auth::Identity>() {
+        expiry::set(&socket, identity.expires_at);
+    }
     socket.on_fallback(|| {
         count_event("other");
         async {}
@@ -112,6 +145,10 @@ fn on_connect(gw: Arc<Gateway>, socket: SocketRef) {
     socket.on_disconnect(move |s: SocketRef| {
         metrics::gauge!("wsgate_connections").decrement(1.0);
         gw.membership.leave_all(&s);
+        expiry::stop(&s);
+        if let Some(identity) = s.extensions.get::<crate::auth::Identity>() {
+            gw.sessions.remove(&identity.user_id, s.id);
+        }
         tracing::debug!(sid = %s.id, "disconnected");
         async {}
     });
