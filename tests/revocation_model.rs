@@ -90,7 +90,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 type Packets = mpsc::Receiver<engineioxide::Packet>;
 
-/// The next Socket.IO event (`42[...]`) sent to a dummy socket, within 2 s.
+/// The next Socket.IO event packet (`2[...]`) sent to a dummy socket, within 2 s.
 async fn next_event(rx: &mut Packets) -> Option<(String, Vec<Value>)> {
     loop {
         let p = tokio::time::timeout(Duration::from_secs(2), rx.recv())
@@ -100,7 +100,7 @@ async fn next_event(rx: &mut Packets) -> Option<(String, Vec<Value>)> {
             continue;
         };
         let text: &str = &text;
-        let Some(body) = text.strip_prefix("42").map(|b| b.trim_start_matches(char::is_numeric))
+        let Some(body) = text.strip_prefix('2').map(|b| b.trim_start_matches(char::is_numeric))
         else {
             continue;
         };
@@ -119,7 +119,7 @@ fn drain(rx: &mut Packets) -> Vec<(String, Vec<Value>)> {
             continue;
         };
         let text: &str = &text;
-        if let Some(body) = text.strip_prefix("42")
+        if let Some(body) = text.strip_prefix('2')
             && let Ok(Value::Array(mut items)) = serde_json::from_str::<Value>(body)
         {
             let name = items.remove(0).as_str().unwrap_or_default().to_owned();
@@ -159,7 +159,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Join(s, r) | Op::Leave(s, r) => {
                 let join = matches!(op, Op::Join(..));
                 let event = if join { "join_project" } else { "leave_project" };
-                let packet = format!("42[\"{event}\",{{\"projectId\":\"{}\"}}]", ROOMS[r]);
+                let packet = format!("2[\"{event}\",{{\"projectId\":\"{}\"}}]", ROOMS[r]);
                 let (tx, rx) = &mut socks[s];
                 tx.send(engineioxide::Packet::Message(packet.into()))
                     .await
