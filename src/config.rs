@@ -22,6 +22,8 @@ pub struct Cli {
 }
 
 /// The subcommands of `wsgate`.
+// Parsed once at start-up: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a gateway replica.
@@ -107,7 +109,11 @@ pub struct IdentityConfig {
     pub jwt_projects_claim: String,
 
     /// Redis key of a user's permission set; `{user}` is replaced by the user id.
-    #[arg(long, env = "WSGATE_PERM_KEY_TEMPLATE", default_value = "wsgate:perm:{user}")]
+    #[arg(
+        long,
+        env = "WSGATE_PERM_KEY_TEMPLATE",
+        default_value = "wsgate:perm:{user}"
+    )]
     pub perm_key_template: String,
 
     /// How long a replica keeps a user's permissions from Redis.

@@ -81,8 +81,7 @@ pub async fn run(
         .ping_interval(cfg.ping_interval)
         .ping_timeout(cfg.ping_timeout)
         .build_layer();
-    let gateway =
-        Gateway::with_limits(access.auth, access.authz, backplane.clone(), access.limits);
+    let gateway = Gateway::with_limits(access.auth, access.authz, backplane.clone(), access.limits);
     gateway.attach(&io);
     tokio::spawn(crate::gateway::deliver(
         io.clone(),

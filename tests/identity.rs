@@ -96,7 +96,10 @@ async fn jwt_every_algorithm_family_connects() {
         let hs = jwt_gateway(&["--jwt-secret", SECRET, "--authz", "claim"]).await;
         for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
             let t = mint_with(alg, &secret_key(SECRET), None, &exp);
-            expect_connects(&hs, &t, &format!("{alg:?}")).await.disconnect().await;
+            expect_connects(&hs, &t, &format!("{alg:?}"))
+                .await
+                .disconnect()
+                .await;
         }
         // `wsgate token` mints a token the gateway accepts, with its projects claim.
         let out = support::run_wsgate(
@@ -109,7 +112,9 @@ async fn jwt_every_algorithm_family_connects() {
         assert!(out.success(), "wsgate token: {}", out.stderr);
         let mut c = expect_connects(&hs, out.stdout.trim(), "wsgate token").await;
         c.join("p1").await;
-        let ack = c.emit_ack("join_project", vec![json!({"projectId": "p3"})]).await;
+        let ack = c
+            .emit_ack("join_project", vec![json!({"projectId": "p3"})])
+            .await;
         assert_eq!(ack[0]["message"], "Project not found", "claim without p3");
         c.disconnect().await;
 
@@ -131,7 +136,10 @@ async fn jwt_every_algorithm_family_connects() {
             .expect("private test key");
             for alg in algs {
                 let t = mint_with(*alg, &key, None, &exp);
-                expect_connects(&gw, &t, &format!("{alg:?}")).await.disconnect().await;
+                expect_connects(&gw, &t, &format!("{alg:?}"))
+                    .await
+                    .disconnect()
+                    .await;
             }
             // A token signed by another key of the same family is refused.
             let forged = mint_with(Algorithm::HS256, &secret_key(SECRET), None, &exp);
@@ -158,13 +166,17 @@ async fn jwt_refusals_are_unauthorized_and_counted_by_reason() {
         ])
         .await;
         let good = |extra: Value| {
-            let mut c = json!({"sub": "alice", "exp": now() + 600, "iss": "wsgate-tests", "aud": "wsgate"});
+            let mut c =
+                json!({"sub": "alice", "exp": now() + 600, "iss": "wsgate-tests", "aud": "wsgate"});
             if let (Some(c), Value::Object(e)) = (c.as_object_mut(), extra) {
                 c.extend(e);
             }
             c
         };
-        expect_connects(&gw, &hs256(&good(json!({}))), "valid").await.disconnect().await;
+        expect_connects(&gw, &hs256(&good(json!({}))), "valid")
+            .await
+            .disconnect()
+            .await;
 
         use base64::Engine as _;
         let b64 = |v: &Value| {
@@ -179,16 +191,29 @@ async fn jwt_refusals_are_unauthorized_and_counted_by_reason() {
             ("alg_none", unsigned),
             (
                 "alg_not_allowed",
-                mint_with(Algorithm::HS384, &secret_key(SECRET), None, &good(json!({}))),
+                mint_with(
+                    Algorithm::HS384,
+                    &secret_key(SECRET),
+                    None,
+                    &good(json!({})),
+                ),
             ),
             (
                 "bad_signature",
-                mint_with(Algorithm::HS256, &secret_key("another"), None, &good(json!({}))),
+                mint_with(
+                    Algorithm::HS256,
+                    &secret_key("another"),
+                    None,
+                    &good(json!({})),
+                ),
             ),
             ("expired", hs256(&good(json!({"exp": now() - 10})))),
             ("not_yet_valid", hs256(&good(json!({"nbf": now() + 3600})))),
             ("wrong_issuer", hs256(&good(json!({"iss": "someone-else"})))),
-            ("wrong_audience", hs256(&good(json!({"aud": "another-app"})))),
+            (
+                "wrong_audience",
+                hs256(&good(json!({"aud": "another-app"}))),
+            ),
             ("malformed", "not-a-jwt".to_owned()),
             ("too_long", hs256(&good(json!({"pad": "x".repeat(9000)})))),
         ];
@@ -197,7 +222,12 @@ async fn jwt_refusals_are_unauthorized_and_counted_by_reason() {
         }
         for (reason, _) in &cases {
             let label = format!("reason=\"{reason}\"");
-            let n = metric(&gw, "wsgate_auth_refusals_total", &[&label, "stage=\"handshake\""]).await;
+            let n = metric(
+                &gw,
+                "wsgate_auth_refusals_total",
+                &[&label, "stage=\"handshake\""],
+            )
+            .await;
             assert!(n >= 1.0, "no refusal counted for {reason}");
         }
     })
@@ -223,17 +253,25 @@ fn kid_token(kid: &str) -> String {
 }
 
 async fn wait_accepts(gw: &Gateway, token: &str, what: &str) {
-    let ok = poll_until(Duration::from_secs(15), Duration::from_millis(100), || async {
-        match try_connect(&gw.url(), WS, Creds::token(token)).await {
-            ConnectOutcome::Connected(c) => {
-                c.disconnect().await;
-                Some(())
+    let ok = poll_until(
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || async {
+            match try_connect(&gw.url(), WS, Creds::token(token)).await {
+                ConnectOutcome::Connected(c) => {
+                    c.disconnect().await;
+                    Some(())
+                }
+                _ => None,
             }
-            _ => None,
-        }
-    })
+        },
+    )
     .await;
-    assert!(ok.is_some(), "{what}: the new key was never accepted\n{}", gw.stderr_tail());
+    assert!(
+        ok.is_some(),
+        "{what}: the new key was never accepted\n{}",
+        gw.stderr_tail()
+    );
 }
 
 #[tokio::test]
@@ -246,13 +284,27 @@ async fn jwks_keys_rotate_on_file_change_and_on_sighup() {
         let path = file.display().to_string();
 
         let gw = jwt_gateway(&["--jwt-jwks", &path, "--jwt-jwks-poll", "200ms"]).await;
-        expect_connects(&gw, &kid_token("k1"), "k1").await.disconnect().await;
+        expect_connects(&gw, &kid_token("k1"), "k1")
+            .await
+            .disconnect()
+            .await;
         expect_refused(&gw, &kid_token("k2"), "k2 before rotation").await;
         std::fs::write(&file, jwks(&["k2"])).unwrap();
         wait_accepts(&gw, &kid_token("k2"), "file change").await;
         expect_refused(&gw, &kid_token("k1"), "k1 after rotation").await;
-        assert!(gw.stderr_tail().contains("JWKS reloaded"), "no reload log line");
-        assert!(metric(&gw, "wsgate_auth_refusals_total", &["reason=\"unknown_key\""]).await >= 1.0);
+        assert!(
+            gw.stderr_tail().contains("JWKS reloaded"),
+            "no reload log line"
+        );
+        assert!(
+            metric(
+                &gw,
+                "wsgate_auth_refusals_total",
+                &["reason=\"unknown_key\""]
+            )
+            .await
+                >= 1.0
+        );
 
         // The file watch idles for an hour here: only SIGHUP can load the new key.
         let file2 = dir.join("jwks2.json");
@@ -268,7 +320,10 @@ async fn jwks_keys_rotate_on_file_change_and_on_sighup() {
             .expect("kill -HUP");
         assert!(status.success());
         wait_accepts(&hup, &kid_token("k4"), "SIGHUP").await;
-        assert!(hup.stderr_tail().contains("SIGHUP"), "no SIGHUP reload log line");
+        assert!(
+            hup.stderr_tail().contains("SIGHUP"),
+            "no SIGHUP reload log line"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
@@ -297,13 +352,19 @@ async fn expiry_disconnects_at_exp_and_refresh_extends_it() {
 
         // A refresh for another user is refused and changes nothing.
         let bob = hs256(&claims("bob", 600));
-        let ack = b.emit_ack("auth_refresh", vec![json!({"token": bob})]).await;
+        let ack = b
+            .emit_ack("auth_refresh", vec![json!({"token": bob})])
+            .await;
         assert_eq!(ack[0]["message"], "Unauthorized", "{ack:?}");
-        let ack = b.emit_ack("auth_refresh", vec![json!({"token": "garbage"})]).await;
+        let ack = b
+            .emit_ack("auth_refresh", vec![json!({"token": "garbage"})])
+            .await;
         assert_eq!(ack[0]["message"], "Unauthorized", "{ack:?}");
         let later = now() + 6;
         let fresh = hs256(&json!({"sub": "alice", "exp": later}));
-        let ack = b.emit_ack("auth_refresh", vec![json!({"token": fresh})]).await;
+        let ack = b
+            .emit_ack("auth_refresh", vec![json!({"token": fresh})])
+            .await;
         assert_eq!(ack, vec![json!("Token refreshed")]);
 
         let (args, _) = a
@@ -318,7 +379,10 @@ async fn expiry_disconnects_at_exp_and_refresh_extends_it() {
         // Not before exp (whole seconds), and not long after.
         assert!(at >= exp as f64 - 0.05, "expired early: at {at}, exp {exp}");
         assert!(at < exp as f64 + 3.0, "expired late: at {at}, exp {exp}");
-        assert!(wait_closed(&mut a, Duration::from_secs(5)).await, "a not disconnected");
+        assert!(
+            wait_closed(&mut a, Duration::from_secs(5)).await,
+            "a not disconnected"
+        );
 
         // b was refreshed: still connected past the first exp, then expires at the new one.
         let seen = b.events_during(Duration::from_millis(500)).await;
@@ -334,9 +398,23 @@ async fn expiry_disconnects_at_exp_and_refresh_extends_it() {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs_f64();
-        assert!(at >= later as f64 - 0.05, "b expired early: at {at}, exp {later}");
-        assert!(wait_closed(&mut b, Duration::from_secs(5)).await, "b not disconnected");
-        assert!(metric(&gw, "wsgate_auth_refusals_total", &["reason=\"other_user\"", "stage=\"refresh\""]).await >= 1.0);
+        assert!(
+            at >= later as f64 - 0.05,
+            "b expired early: at {at}, exp {later}"
+        );
+        assert!(
+            wait_closed(&mut b, Duration::from_secs(5)).await,
+            "b not disconnected"
+        );
+        assert!(
+            metric(
+                &gw,
+                "wsgate_auth_refusals_total",
+                &["reason=\"other_user\"", "stage=\"refresh\""]
+            )
+            .await
+                >= 1.0
+        );
     })
     .await;
 }
@@ -356,7 +434,11 @@ async fn smembers_calls(redis: &RedisServer) -> u64 {
 
 /// Waits for the `Access revoked` exception of `project` on every client; returns the
 /// time from `start` at which each arrived.
-async fn revoked_everywhere(clients: &mut [TestClient], project: &str, start: Instant) -> Vec<Duration> {
+async fn revoked_everywhere(
+    clients: &mut [TestClient],
+    project: &str,
+    start: Instant,
+) -> Vec<Duration> {
     let mut took = Vec::new();
     for c in clients.iter_mut() {
         let (args, _) = c
@@ -373,6 +455,33 @@ async fn revoked_everywhere(clients: &mut [TestClient], project: &str, start: In
         );
     }
     took
+}
+
+/// The `latency_ms` of the replica's last `revocation applied` log line (`?` if none).
+fn applied_latency_ms(r: &Gateway) -> String {
+    let log = r.stderr_tail();
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("revocation applied"))
+        .unwrap_or("");
+    // Drop ANSI colour codes, then read `latency_ms=N`.
+    let mut plain = String::new();
+    let mut in_escape = false;
+    for ch in line.chars() {
+        match (in_escape, ch) {
+            (false, '\u{1b}') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, c) => plain.push(c),
+        }
+    }
+    plain
+        .split("latency_ms=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or("?")
+        .to_owned()
 }
 
 /// Publish a `chat` update to `room` as `@socket.io/redis-emitter` does.
@@ -411,6 +520,7 @@ async fn redis_permissions_cache_and_revocation_on_a_three_replica_fleet() {
             c.join("project_b").await;
             let ack = c.emit_ack("join_project", vec![json!({"projectId": "project_c"})]).await;
             assert_eq!(ack[0]["message"], "Project not found");
+            c.wait_for_event("exception", Duration::from_secs(5)).await.expect("denial event");
             clients.push(c);
         }
         // Warm cache: another socket of alice joining on a replica asks Redis nothing.
@@ -431,6 +541,9 @@ async fn redis_permissions_cache_and_revocation_on_a_three_replica_fleet() {
         let took = revoked_everywhere(&mut clients, "project_a", start).await;
         let max = took.iter().max().copied().unwrap_or_default();
         println!("revoke-to-effect (library call, loopback, 3 replicas): per client {took:?}, last {max:?}");
+        for r in &replicas {
+            println!("  {} acted {} ms after the publish (its own log)", r.name, applied_latency_ms(r));
+        }
 
         // No more project_a updates; project_b still flows; no stale cache re-admits.
         publish(&redis, "project_a").await;
@@ -442,7 +555,7 @@ async fn redis_permissions_cache_and_revocation_on_a_three_replica_fleet() {
             assert!(more.is_empty(), "{}: unexpected {more:?}", c.label);
             let ack = c.emit_ack("join_project", vec![json!({"projectId": "project_a"})]).await;
             assert_eq!(ack[0]["message"], "Project not found", "{}: stale admit", c.label);
-            c.drain();
+            c.wait_for_event("exception", Duration::from_secs(5)).await.expect("denial event");
         }
 
         // Revoke without a project, with the command: only what Redis no longer grants goes.
@@ -475,7 +588,13 @@ async fn redis_permissions_cache_and_revocation_on_a_three_replica_fleet() {
 #[tokio::test]
 async fn per_identity_limits_refuse_clearly_and_are_counted() {
     run_bounded(LIMIT, async {
-        let gw = Gateway::start(&["--max-connections-per-user", "2", "--max-rooms-per-socket", "1"]).await;
+        let gw = Gateway::start(&[
+            "--max-connections-per-user",
+            "2",
+            "--max-rooms-per-socket",
+            "1",
+        ])
+        .await;
         let a = connect(&gw.url(), WS, Creds::token("valid-token-2")).await;
         let mut b = connect(&gw.url(), WS, Creds::token("valid-token-2")).await;
         match try_connect(&gw.url(), WS, Creds::token("valid-token-2")).await {
@@ -483,26 +602,43 @@ async fn per_identity_limits_refuse_clearly_and_are_counted() {
             other => panic!("third connection: {}", other.describe()),
         }
         // Another user is not affected; a freed slot can be used again.
-        connect(&gw.url(), WS, Creds::token("valid-token-1")).await.disconnect().await;
+        connect(&gw.url(), WS, Creds::token("valid-token-1"))
+            .await
+            .disconnect()
+            .await;
         a.disconnect().await;
-        let again = poll_until(Duration::from_secs(5), Duration::from_millis(100), || async {
-            match try_connect(&gw.url(), WS, Creds::token("valid-token-2")).await {
-                ConnectOutcome::Connected(c) => Some(c),
-                _ => None,
-            }
-        })
+        let again = poll_until(
+            Duration::from_secs(5),
+            Duration::from_millis(100),
+            || async {
+                match try_connect(&gw.url(), WS, Creds::token("valid-token-2")).await {
+                    ConnectOutcome::Connected(c) => Some(c),
+                    _ => None,
+                }
+            },
+        )
         .await;
         assert!(again.is_some(), "slot not freed after disconnect");
 
         b.join("project_one").await;
-        let ack = b.emit_ack("join_project", vec![json!({"projectId": "project_two"})]).await;
+        let ack = b
+            .emit_ack("join_project", vec![json!({"projectId": "project_two"})])
+            .await;
         assert_eq!(
             ack[0],
             json!({"status": "error", "message": "Too many rooms",
                    "cause": {"pattern": "join_project", "data": {"projectId": "project_two"}}})
         );
         b.join("project_one").await; // already in it: not a new room
-        assert!(metric(&gw, "wsgate_limit_refusals_total", &["connections_per_user"]).await >= 1.0);
+        assert!(
+            metric(
+                &gw,
+                "wsgate_limit_refusals_total",
+                &["connections_per_user"]
+            )
+            .await
+                >= 1.0
+        );
         assert!(metric(&gw, "wsgate_limit_refusals_total", &["rooms_per_socket"]).await >= 1.0);
     })
     .await;

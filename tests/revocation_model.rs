@@ -100,7 +100,9 @@ async fn next_event(rx: &mut Packets) -> Option<(String, Vec<Value>)> {
             continue;
         };
         let text: &str = &text;
-        let Some(body) = text.strip_prefix('2').map(|b| b.trim_start_matches(char::is_numeric))
+        let Some(body) = text
+            .strip_prefix('2')
+            .map(|b| b.trim_start_matches(char::is_numeric))
         else {
             continue;
         };
@@ -143,7 +145,9 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     gw.attach(&io);
     let mut socks = Vec::new();
     for &u in &SOCKET_USER {
-        let (tx, rx) = io.new_dummy_sock("/", json!({"token": format!("t{u}")})).await;
+        let (tx, rx) = io
+            .new_dummy_sock("/", json!({"token": format!("t{u}")}))
+            .await;
         socks.push((tx, rx));
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -158,7 +162,11 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Grant(u, r) => grants.set(u, ROOMS[r], true),
             Op::Join(s, r) | Op::Leave(s, r) => {
                 let join = matches!(op, Op::Join(..));
-                let event = if join { "join_project" } else { "leave_project" };
+                let event = if join {
+                    "join_project"
+                } else {
+                    "leave_project"
+                };
                 let packet = format!("2[\"{event}\",{{\"projectId\":\"{}\"}}]", ROOMS[r]);
                 let (tx, rx) = &mut socks[s];
                 tx.send(engineioxide::Packet::Message(packet.into()))
@@ -184,7 +192,11 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         continue;
                     }
                     for (i, room) in ROOMS.iter().enumerate() {
-                        let lost = if scoped { i == r } else { !grants.has(&format!("u{u}"), room) };
+                        let lost = if scoped {
+                            i == r
+                        } else {
+                            !grants.has(&format!("u{u}"), room)
+                        };
                         if lost && member[s][i] {
                             member[s][i] = false;
                             let (name, args) = next_event(&mut socks[s].1)

@@ -186,9 +186,8 @@ impl JwtAuthenticator {
         } else {
             let mut out = Vec::new();
             for name in &settings.algorithms {
-                let alg = Algorithm::from_str(name.trim()).map_err(|_| {
-                    key_error(SETTING_ALGS, format!("unknown algorithm {name:?}"))
-                })?;
+                let alg = Algorithm::from_str(name.trim())
+                    .map_err(|_| key_error(SETTING_ALGS, format!("unknown algorithm {name:?}")))?;
                 if !allowed.contains(&alg) {
                     return Err(key_error(
                         SETTING_ALGS,
@@ -267,8 +266,12 @@ impl JwtAuthenticator {
                     _ = hangup => "SIGHUP",
                 };
                 match this.reload() {
-                    Ok(kids) => tracing::info!(path = %path.display(), trigger = why, ?kids, "JWKS reloaded"),
-                    Err(e) => tracing::warn!(error = %e, trigger = why, "JWKS reload failed; keeping the keys in force"),
+                    Ok(kids) => {
+                        tracing::info!(path = %path.display(), trigger = why, ?kids, "JWKS reloaded")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, trigger = why, "JWKS reload failed; keeping the keys in force")
+                    }
                 }
             }
         });
@@ -320,11 +323,7 @@ impl JwtAuthenticator {
         if !self.algorithms.contains(&alg) {
             return Err(AuthError::AlgNotAllowed);
         }
-        let keys = self
-            .keys
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner()).clone();
         let key = match (&keys.single, header.get("kid").and_then(Value::as_str)) {
             (Some(k), _) => k,
             (None, Some(kid)) => match keys.by_kid.get(kid) {

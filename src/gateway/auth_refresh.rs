@@ -14,12 +14,13 @@ pub fn handle(gw: &Gateway, socket: &SocketRef, payload: Option<Value>, ack: Ack
         header: None,
         auth: payload.as_ref(),
     };
-    let result = gw.auth.authenticate(&creds).and_then(|new| {
-        match socket.extensions.get::<Identity>() {
-            Some(old) if old.user_id == new.user_id => Ok(new),
-            _ => Err(AuthError::OtherUser),
-        }
-    });
+    let result =
+        gw.auth
+            .authenticate(&creds)
+            .and_then(|new| match socket.extensions.get::<Identity>() {
+                Some(old) if old.user_id == new.user_id => Ok(new),
+                _ => Err(AuthError::OtherUser),
+            });
     match result {
         Ok(identity) => {
             metrics::counter!("wsgate_auth_refresh_total", "result" => "ok").increment(1);

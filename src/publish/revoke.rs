@@ -19,7 +19,10 @@ impl Publisher {
             project: project.map(str::to_owned),
             at_ms: Some(now_ms()),
         };
-        Ok(self.inner.publish_raw(CONTROL_CHANNEL, msg.encode()).await?)
+        Ok(self
+            .inner
+            .publish_raw(CONTROL_CHANNEL, msg.encode())
+            .await?)
     }
 }
 
@@ -27,6 +30,10 @@ impl Publisher {
 pub async fn run(cfg: RevokeConfig) -> Result<(), PublishError> {
     let publisher = Publisher::new(&cfg.redis_url)?;
     let n = publisher.revoke(&cfg.user, cfg.project.as_deref()).await?;
-    println!("revoked user={} project={} replicas={n}", cfg.user, cfg.project.as_deref().unwrap_or("*"));
+    println!(
+        "revoked user={} project={} replicas={n}",
+        cfg.user,
+        cfg.project.as_deref().unwrap_or("*")
+    );
     Ok(())
 }
