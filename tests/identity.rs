@@ -341,6 +341,30 @@ async fn wait_closed(c: &mut TestClient, within: Duration) -> bool {
     false
 }
 
+/// Waits for `token_expired` and checks it came at `exp` (whole seconds): not before, and
+/// not long after.
+async fn expect_expiry_at(c: &mut TestClient, exp: u64) {
+    let (args, _) = c
+        .wait_for_event("token_expired", Duration::from_secs(8))
+        .await
+        .unwrap_or_else(|| panic!("{}: no token_expired", c.label));
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert_eq!(args[0]["message"], "Token expired");
+    assert!(
+        at >= exp as f64 - 0.05,
+        "{}: expired early: at {at}, exp {exp}",
+        c.label
+    );
+    assert!(
+        at < exp as f64 + 3.0,
+        "{}: expired late: at {at}, exp {exp}",
+        c.label
+    );
+}
+
 #[tokio::test]
 async fn expiry_disconnects_at_exp_and_refresh_extends_it() {
     run_bounded(LIMIT, async {
@@ -367,18 +391,7 @@ async fn expiry_disconnects_at_exp_and_refresh_extends_it() {
             .await;
         assert_eq!(ack, vec![json!("Token refreshed")]);
 
-        let (args, _) = a
-            .wait_for_event("token_expired", Duration::from_secs(8))
-            .await
-            .expect("a: no token_expired");
-        let at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64();
-        assert_eq!(args[0]["message"], "Token expired");
-        // Not before exp (whole seconds), and not long after.
-        assert!(at >= exp as f64 - 0.05, "expired early: at {at}, exp {exp}");
-        assert!(at < exp as f64 + 3.0, "expired late: at {at}, exp {exp}");
+        expect_expiry_at(&mut a, exp).await;
         assert!(
             wait_closed(&mut a, Duration::from_secs(5)).await,
             "a not disconnected"
@@ -390,18 +403,7 @@ async fn expiry_disconnects_at_exp_and_refresh_extends_it() {
             !seen.iter().any(|(e, _)| e == "token_expired"),
             "b expired despite the refresh: {seen:?}"
         );
-        let (_, _) = b
-            .wait_for_event("token_expired", Duration::from_secs(8))
-            .await
-            .expect("b: no token_expired at the refreshed exp");
-        let at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64();
-        assert!(
-            at >= later as f64 - 0.05,
-            "b expired early: at {at}, exp {later}"
-        );
+        expect_expiry_at(&mut b, later).await;
         assert!(
             wait_closed(&mut b, Duration::from_secs(5)).await,
             "b not disconnected"

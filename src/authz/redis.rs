@@ -68,15 +68,8 @@ impl RedisPermissions {
         if !template.contains(USER_PLACEHOLDER) {
             return Err(RedisPermissionsError::Template(template.to_owned()));
         }
-        let pool = deadpool_redis::Config::from_url(url)
-            .builder()
-            .map_err(|e| RedisPermissionsError::Pool(e.to_string()))?
-            .max_size(8)
-            .wait_timeout(Some(LOOKUP_TIMEOUT))
-            .create_timeout(Some(LOOKUP_TIMEOUT))
-            .runtime(deadpool_redis::Runtime::Tokio1)
-            .build()
-            .map_err(|e| RedisPermissionsError::Pool(e.to_string()))?;
+        let pool = crate::backplane::redis::pool(url, 8, LOOKUP_TIMEOUT)
+            .map_err(RedisPermissionsError::Pool)?;
         Ok(Self {
             pool,
             template: template.to_owned(),

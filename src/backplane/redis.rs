@@ -38,6 +38,20 @@ enum Command {
     Unsubscribe(String),
 }
 
+/// A connection pool of `size` for `url`, waiting at most `timeout` for a connection.
+/// Shared by the publisher and the Redis permission source.
+pub fn pool(url: &str, size: usize, timeout: Duration) -> Result<deadpool_redis::Pool, String> {
+    deadpool_redis::Config::from_url(url)
+        .builder()
+        .map_err(|e| e.to_string())?
+        .max_size(size)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .runtime(deadpool_redis::Runtime::Tokio1)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 /// Publishes broadcasts in the emitter's wire format. Shared by the engine and by the
 /// `publish` library, so both send identical bytes.
 #[derive(Clone)]
@@ -57,27 +71,13 @@ impl std::fmt::Debug for RedisPublisher {
 impl RedisPublisher {
     /// A publisher that stamps its messages with `uid`.
     pub fn new(url: &str, uid: &str) -> Result<Self, BackplaneError> {
-        let pool = deadpool_redis::Config::from_url(url)
-            .builder()
-            .map_err(|e| {
-                BackplaneError::Redis(::redis::RedisError::from((
-                    ::redis::ErrorKind::InvalidClientConfig,
-                    "bad pool config",
-                    e.to_string(),
-                )))
-            })?
-            .max_size(8)
-            .wait_timeout(Some(Duration::from_secs(5)))
-            .create_timeout(Some(Duration::from_secs(5)))
-            .runtime(deadpool_redis::Runtime::Tokio1)
-            .build()
-            .map_err(|e| {
-                BackplaneError::Redis(::redis::RedisError::from((
-                    ::redis::ErrorKind::InvalidClientConfig,
-                    "bad pool config",
-                    e.to_string(),
-                )))
-            })?;
+        let pool = pool(url, 8, Duration::from_secs(5)).map_err(|e| {
+            BackplaneError::Redis(::redis::RedisError::from((
+                ::redis::ErrorKind::InvalidClientConfig,
+                "bad pool config",
+                e,
+            )))
+        })?;
         Ok(Self {
             pool,
             uid: uid.into(),

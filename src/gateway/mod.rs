@@ -95,6 +95,22 @@ fn count_event(name: &'static str) {
     metrics::counter!("wsgate_events_received_total", "event" => name).increment(1);
 }
 
+/// A handler that answers at once: `(gateway, socket, payload, ack)`.
+type PayloadHandler = fn(&Gateway, &SocketRef, Option<Value>, AckSender);
+
+/// Register `handle` for `event`, counted under the event's name.
+fn on_payload(gw: &Arc<Gateway>, socket: &SocketRef, event: &'static str, handle: PayloadHandler) {
+    let gw = gw.clone();
+    socket.on(
+        event,
+        move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
+            count_event(event);
+            handle(&gw, &s, data.ok(), ack);
+            async {}
+        },
+    );
+}
+
 fn on_connect(gw: Arc<Gateway>, socket: SocketRef) {
     metrics::gauge!("wsgate_connections").increment(1.0);
     socket.on("message", |s: SocketRef, ack: AckSender| {
@@ -113,28 +129,8 @@ fn on_connect(gw: Arc<Gateway>, socket: SocketRef) {
             },
         );
     }
-    {
-        let gw = gw.clone();
-        socket.on(
-            "leave_project",
-            move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
-                count_event("leave_project");
-                leave_project::handle(&gw, &s, data.ok(), ack);
-                async {}
-            },
-        );
-    }
-    {
-        let gw = gw.clone();
-        socket.on(
-            "auth_refresh",
-            move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
-                count_event("auth_refresh");
-                auth_refresh::handle(&gw, &s, data.ok(), ack);
-                async {}
-            },
-        );
-    }
+    on_payload(&gw, &socket, "leave_project", leave_project::handle);
+    on_payload(&gw, &socket, "auth_refresh", auth_refresh::handle);
     if let Some(identity) = socket.extensions.get::<crate::auth::Identity>() {
         expiry::set(&socket, identity.expires_at);
     }
