@@ -238,11 +238,14 @@ impl JwtAuthenticator {
             return;
         };
         let this = self.clone();
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        // The version loaded at start-up: only a later change triggers a reload.
+        let mut seen: Option<SystemTime> = mtime(&path);
         tokio::spawn(async move {
-            let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-            let mut seen: Option<SystemTime> = mtime(&path);
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is immediate; the first check is one interval from now.
+            tick.tick().await;
             #[cfg(unix)]
             let mut hup =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
