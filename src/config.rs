@@ -22,6 +22,8 @@ pub struct Cli {
 }
 
 /// The subcommands of `wsgate`.
+// Parsed once at start-up: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a gateway replica.
@@ -32,6 +34,10 @@ pub enum Command {
     Bench(BenchConfig),
     /// Exit 0 when a replica's health endpoint answers 200 (container HEALTHCHECK).
     Healthcheck(HealthcheckConfig),
+    /// Revoke a user's access fleet-wide (every replica acts on it at once).
+    Revoke(RevokeConfig),
+    /// Mint a demo HS256 JWT for local testing.
+    Token(TokenConfig),
 }
 
 /// What `wsgate bench` measures.
@@ -101,6 +107,147 @@ pub struct HealthcheckConfig {
         default_value = "http://127.0.0.1:3000/healthz"
     )]
     pub url: String,
+}
+
+/// Where identities come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthSource {
+    /// The token table (`--tokens`, or the demo tokens).
+    Table,
+    /// JWTs verified with `--jwt-secret`, `--jwt-public-key` or `--jwt-jwks`.
+    Jwt,
+}
+
+/// Where permissions come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthzSource {
+    /// The permission table (`--permissions`, or the demo permissions).
+    Table,
+    /// The JWT projects claim (`--jwt-projects-claim`).
+    Claim,
+    /// A Redis set per user (`--perm-key-template`), cached per replica.
+    Redis,
+}
+
+/// Identity and access settings of `wsgate serve` (flattened into [`ServeConfig`]).
+#[derive(Debug, Clone, Args)]
+pub struct IdentityConfig {
+    /// Identity source: `table` or `jwt`.
+    #[arg(long = "auth", env = "WSGATE_AUTH", value_enum, default_value_t = AuthSource::Table)]
+    pub auth: AuthSource,
+
+    /// Permission source: `table`, `claim` or `redis`.
+    #[arg(long = "authz", env = "WSGATE_AUTHZ", value_enum, default_value_t = AuthzSource::Table)]
+    pub authz: AuthzSource,
+
+    /// JWT shared secret (HS256/384/512).
+    #[arg(long, env = "WSGATE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// JWT PEM public key file (RSA, EC P-256/P-384, Ed25519).
+    #[arg(long, env = "WSGATE_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// JWKS file; keys chosen by `kid`, reloaded when the file changes or on SIGHUP.
+    #[arg(long, env = "WSGATE_JWT_JWKS")]
+    pub jwt_jwks: Option<PathBuf>,
+
+    /// How often the JWKS file's modification time is checked.
+    #[arg(long, env = "WSGATE_JWT_JWKS_POLL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub jwt_jwks_poll: Duration,
+
+    /// Accepted JWT algorithms, comma-separated (e.g. `RS256,PS256`). Empty: every
+    /// algorithm the key type allows.
+    #[arg(long, env = "WSGATE_JWT_ALGORITHMS", value_delimiter = ',')]
+    pub jwt_algorithms: Vec<String>,
+
+    /// Accepted `iss` values, comma-separated. Empty: `iss` is not checked.
+    #[arg(long, env = "WSGATE_JWT_ISSUER", value_delimiter = ',')]
+    pub jwt_issuer: Vec<String>,
+
+    /// Accepted `aud` values, comma-separated. Empty: `aud` is not checked.
+    #[arg(long, env = "WSGATE_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+
+    /// Clock skew allowed on `exp` and `nbf` at the handshake (e.g. `30s`).
+    #[arg(long, env = "WSGATE_JWT_LEEWAY", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub jwt_leeway: Duration,
+
+    /// The claim holding the user id.
+    #[arg(long, env = "WSGATE_JWT_USER_CLAIM", default_value = "sub")]
+    pub jwt_user_claim: String,
+
+    /// The claim holding the list of project ids (for `--authz claim`).
+    #[arg(long, env = "WSGATE_JWT_PROJECTS_CLAIM", default_value = "projects")]
+    pub jwt_projects_claim: String,
+
+    /// Redis key of a user's permission set; `{user}` is replaced by the user id.
+    #[arg(
+        long,
+        env = "WSGATE_PERM_KEY_TEMPLATE",
+        default_value = "wsgate:perm:{user}"
+    )]
+    pub perm_key_template: String,
+
+    /// How long a replica keeps a user's permissions from Redis.
+    #[arg(long, env = "WSGATE_PERM_CACHE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub perm_cache_ttl: Duration,
+
+    /// How many users' permissions a replica keeps at most.
+    #[arg(long, env = "WSGATE_PERM_CACHE_SIZE", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub perm_cache_size: u64,
+
+    /// Most concurrent connections of one user on this replica (absent: no limit).
+    #[arg(long, env = "WSGATE_MAX_CONNECTIONS_PER_USER")]
+    pub max_connections_per_user: Option<std::num::NonZeroUsize>,
+
+    /// Most rooms one socket may be in (absent: no limit).
+    #[arg(long, env = "WSGATE_MAX_ROOMS_PER_SOCKET")]
+    pub max_rooms_per_socket: Option<std::num::NonZeroUsize>,
+}
+
+/// Settings of `wsgate revoke`.
+#[derive(Debug, Clone, Args)]
+pub struct RevokeConfig {
+    /// Redis URL of the fleet (`redis://host:port[/db]`).
+    #[arg(long, env = "WSGATE_REDIS_URL", value_parser = parse_redis_url)]
+    pub redis_url: String,
+
+    /// The user whose access is revoked.
+    #[arg(long)]
+    pub user: String,
+
+    /// The project revoked. Absent: every room the permission source no longer grants.
+    #[arg(long)]
+    pub project: Option<String>,
+}
+
+/// Settings of `wsgate token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenConfig {
+    /// The HS256 secret (the same as the gateway's `--jwt-secret`).
+    #[arg(long, env = "WSGATE_JWT_SECRET", hide_env_values = true)]
+    pub secret: String,
+
+    /// The user id (`sub`).
+    #[arg(long)]
+    pub user: String,
+
+    /// Projects for the `projects` claim, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub projects: Vec<String>,
+
+    /// Lifetime of the token (e.g. `1h`).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+
+    /// `iss` claim.
+    #[arg(long)]
+    pub issuer: Option<String>,
+
+    /// `aud` claim.
+    #[arg(long)]
+    pub audience: Option<String>,
 }
 
 /// Log line format.
@@ -214,6 +361,10 @@ pub struct ServeConfig {
     /// must be longer than `--drain-window` (e.g. `20s`).
     #[arg(long, env = "WSGATE_DRAIN_DEADLINE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub drain_deadline: Duration,
+
+    /// Identity and access.
+    #[command(flatten)]
+    pub identity: IdentityConfig,
 }
 
 impl ServeConfig {
@@ -232,8 +383,12 @@ impl ServeConfig {
     /// Whether `/` serves the demo page: as asked, else only in the embedded default, where
     /// its demo tokens work.
     pub fn demo_page_enabled(&self) -> bool {
-        self.demo_page
-            .unwrap_or(self.tokens.is_none() && self.permissions.is_none())
+        self.demo_page.unwrap_or(
+            self.tokens.is_none()
+                && self.permissions.is_none()
+                && self.identity.auth == AuthSource::Table
+                && self.identity.authz == AuthzSource::Table,
+        )
     }
 }
 

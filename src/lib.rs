@@ -1,6 +1,7 @@
 //! wsgate: a horizontally scaled Socket.IO gateway, wire-compatible with the socket.io
 //! Redis adapter and emitter. See `ARCHITECTURE.md` for the map.
 
+pub mod access;
 pub mod auth;
 pub mod authz;
 pub mod backplane;

@@ -51,6 +51,13 @@ fn main() -> ExitCode {
                 init_logs(LogFormat::Text);
                 wsgate::publish::run(cfg).await.map_err(|e| e.to_string())
             }
+            Command::Revoke(cfg) => {
+                init_logs(LogFormat::Text);
+                wsgate::publish::revoke::run(cfg)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Command::Token(cfg) => wsgate::auth::mint::run(&cfg).map_err(|e| e.to_string()),
         }
     });
     match result {

@@ -6,8 +6,8 @@ use socketioxide::SocketIo;
 use time::OffsetDateTime;
 
 use crate::{
-    auth::{Authenticator, LoadError, TokenTable},
-    authz::{Authorizer, PermissionTable},
+    access::{self, AccessError},
+    auth::LoadError,
     backplane::{Backplane, BackplaneError, memory::MemoryBackplane, redis::RedisBackplane},
     config::ServeConfig,
     gateway::{self, Gateway, Limits},
@@ -22,6 +22,9 @@ pub enum ServeError {
     /// A token or permission file is unusable.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// Identity and access settings are unusable.
+    #[error(transparent)]
+    Access(#[from] AccessError),
     /// The Redis URL is unusable.
     #[error("--redis-url / WSGATE_REDIS_URL: {0}")]
     Backplane(#[from] BackplaneError),
@@ -71,14 +74,7 @@ pub async fn run(
     let origins =
         http::origin::OriginPolicy::new(cfg.allowed_origins.clone(), cfg.cors_credentials)?;
     cfg.check().map_err(ServeError::Config)?;
-    let auth: Arc<dyn Authenticator> = Arc::new(match &cfg.tokens {
-        Some(path) => TokenTable::from_file(path)?,
-        None => TokenTable::demo(),
-    });
-    let authz: Arc<dyn Authorizer> = Arc::new(match &cfg.permissions {
-        Some(path) => PermissionTable::from_file(path)?,
-        None => PermissionTable::demo(),
-    });
+    let access = access::from_config(&cfg)?;
     let (backplane, inbound): (Arc<dyn Backplane>, _) = match &cfg.redis_url {
         Some(url) => {
             let (b, rx) = RedisBackplane::start(url)?;
@@ -102,7 +98,14 @@ pub async fn run(
         .build_layer();
     let shutdown = Shutdown::new();
     let limits = Limits::new(cfg.max_connections, cfg.max_event_rate, cfg.event_burst);
-    let gateway = Gateway::operated(auth, authz, backplane.clone(), limits, shutdown.clone());
+    let gateway = Gateway::operated(
+        access.auth,
+        access.authz,
+        backplane.clone(),
+        limits,
+        shutdown.clone(),
+        access.limits,
+    );
     gateway.attach(&io);
     tokio::spawn(crate::gateway::deliver(
         io.clone(),

@@ -4,17 +4,36 @@
 //! and gets an [`Identity`] or a refusal. The reason for a refusal is for logs and metrics
 //! only: every client sees the same `Unauthorized`.
 
+pub mod jwt;
+pub mod mint;
 mod table;
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
+pub use jwt::JwtAuthenticator;
 pub use table::TokenTable;
 
 /// Who a connection belongs to, attached to the socket for its lifetime.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Identity {
     /// The user id that permissions are looked up by.
     pub user_id: Arc<str>,
+    /// When the credential stops being valid (Unix seconds), for sources that say so (JWT
+    /// `exp`): the gateway disconnects the socket then, unless it was refreshed.
+    pub expires_at: Option<u64>,
+    /// The projects the credential itself grants (the JWT projects claim), for the claim
+    /// permission source. `None` when the credential carries no such claim.
+    pub projects: Option<Arc<HashSet<String>>>,
+}
+
+impl Identity {
+    /// An identity with only a user id (no expiry, no projects claim).
+    pub fn new(user_id: impl Into<Arc<str>>) -> Self {
+        Self {
+            user_id: user_id.into(),
+            ..Self::default()
+        }
+    }
 }
 
 /// The credentials a client offered in its handshake, before any checking.
@@ -56,6 +75,43 @@ pub enum AuthError {
     /// A token was offered but no source knows it.
     #[error("unknown token")]
     Unknown,
+    /// A JWT longer than [`jwt::MAX_TOKEN_BYTES`].
+    #[error("token too long")]
+    TooLong,
+    /// Not three base64url parts, or a header / claims set that is not JSON.
+    #[error("malformed token")]
+    Malformed,
+    /// `alg: none` (an unsigned token).
+    #[error("unsigned token (alg none)")]
+    AlgNone,
+    /// An algorithm that is not configured.
+    #[error("algorithm not allowed")]
+    AlgNotAllowed,
+    /// No configured key has the token's `kid`.
+    #[error("no key for the token's kid")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// `exp` is past (leeway included).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future (leeway included).
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `iss` is not a configured issuer.
+    #[error("wrong issuer")]
+    WrongIssuer,
+    /// `aud` is not a configured audience.
+    #[error("wrong audience")]
+    WrongAudience,
+    /// A required claim (`exp`, the user claim, `iss` / `aud` when configured) is absent
+    /// or of the wrong type.
+    #[error("missing or invalid claim")]
+    BadClaim,
+    /// A refresh token that belongs to another user than the connection.
+    #[error("refresh for another user")]
+    OtherUser,
 }
 
 impl AuthError {
@@ -64,6 +120,18 @@ impl AuthError {
         match self {
             AuthError::Missing => "missing",
             AuthError::Unknown => "unknown",
+            AuthError::TooLong => "too_long",
+            AuthError::Malformed => "malformed",
+            AuthError::AlgNone => "alg_none",
+            AuthError::AlgNotAllowed => "alg_not_allowed",
+            AuthError::UnknownKey => "unknown_key",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::WrongIssuer => "wrong_issuer",
+            AuthError::WrongAudience => "wrong_audience",
+            AuthError::BadClaim => "bad_claim",
+            AuthError::OtherUser => "other_user",
         }
     }
 }
@@ -97,6 +165,14 @@ pub enum LoadError {
         /// The form the file must have.
         expected: &'static str,
         /// What the parsers said.
+        reason: String,
+    },
+    /// A key or key setting is unusable.
+    #[error("{setting}: {reason}")]
+    Key {
+        /// The setting that named the key.
+        setting: &'static str,
+        /// What is wrong.
         reason: String,
     },
 }

@@ -69,9 +69,7 @@ impl Authenticator for TokenTable {
         for token in credentials.tokens() {
             offered = true;
             if let Some(user) = self.lookup(token) {
-                return Ok(Identity {
-                    user_id: user.clone(),
-                });
+                return Ok(Identity::new(user.clone()));
             }
         }
         Err(if offered {

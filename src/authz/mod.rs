@@ -3,17 +3,35 @@
 //! A denied project and a project that does not exist get the same answer, so the gateway
 //! never tells a client which project ids exist.
 
+pub mod claim;
+pub mod redis;
+
 use std::{
     collections::{HashMap, HashSet},
     path::Path,
 };
 
-use crate::auth::{Identity, LoadError};
+use futures_util::future::{BoxFuture, FutureExt, ready};
 
-/// A source of permissions. Called on every join, so it must be cheap.
+use crate::auth::{Identity, LoadError};
+pub use claim::ClaimPermissions;
+pub use redis::RedisPermissions;
+
+/// A source of permissions. Called on every join, so it must be cheap: sources that ask a
+/// remote store answer from a local cache when they can (the future is then ready at once).
 pub trait Authorizer: Send + Sync + 'static {
-    /// Whether `identity` may join the room of `project_id`.
-    fn may_join(&self, identity: &Identity, project_id: &str) -> bool;
+    /// Whether `identity` may join the room of `project_id`. A source that cannot answer
+    /// (its store is down) denies.
+    fn may_join<'a>(&'a self, identity: &'a Identity, project_id: &'a str) -> BoxFuture<'a, bool>;
+
+    /// Forget what is cached about `user_id` (fleet-wide revocation): the next answer comes
+    /// from the source of truth. Sources without a cache have nothing to do.
+    fn invalidate(&self, _user_id: &str) {}
+}
+
+/// An answer known without waiting, as the future [`Authorizer::may_join`] returns.
+pub(crate) fn answer(allowed: bool) -> BoxFuture<'static, bool> {
+    ready(allowed).boxed()
 }
 
 /// A static `user id -> project ids` table: the demo default, or a file.
@@ -62,10 +80,12 @@ impl PermissionTable {
 }
 
 impl Authorizer for PermissionTable {
-    fn may_join(&self, identity: &Identity, project_id: &str) -> bool {
-        self.by_user
-            .get(&*identity.user_id)
-            .is_some_and(|ps| ps.contains(project_id))
+    fn may_join<'a>(&'a self, identity: &'a Identity, project_id: &'a str) -> BoxFuture<'a, bool> {
+        answer(
+            self.by_user
+                .get(&*identity.user_id)
+                .is_some_and(|ps| ps.contains(project_id)),
+        )
     }
 }
 
@@ -74,16 +94,20 @@ mod tests {
     use super::*;
 
     fn user(id: &str) -> Identity {
-        Identity { user_id: id.into() }
+        Identity::new(id)
+    }
+
+    fn may(t: &dyn Authorizer, u: &str, p: &str) -> bool {
+        futures_util::FutureExt::now_or_never(t.may_join(&user(u), p)).unwrap_or(false)
     }
 
     #[test]
     fn demo_permissions() {
         let t = PermissionTable::demo();
-        assert!(t.may_join(&user("user_1"), "project_one"));
-        assert!(!t.may_join(&user("user_1"), "project_two"));
-        assert!(!t.may_join(&user("user_1"), "nope"));
-        assert!(t.may_join(&user("user_2"), "project_three"));
-        assert!(!t.may_join(&user("nobody"), "project_one"));
+        assert!(may(&t, "user_1", "project_one"));
+        assert!(!may(&t, "user_1", "project_two"));
+        assert!(!may(&t, "user_1", "nope"));
+        assert!(may(&t, "user_2", "project_three"));
+        assert!(!may(&t, "nobody", "project_one"));
     }
 }

@@ -10,6 +10,7 @@
 //! Engines: [`memory`] (one replica, no Redis) and [`redis`] (the socket.io Redis adapter's
 //! wire format, [`wire`] and [`request`]).
 
+pub mod control;
 pub mod memory;
 pub mod redis;
 pub mod request;
@@ -24,6 +25,7 @@ use std::{
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
+pub use control::{CONTROL_CHANNEL, Control};
 pub use request::{Request, RequestKind};
 pub use wire::Args;
 
@@ -77,6 +79,8 @@ pub enum Inbound {
     Broadcast(Broadcast),
     /// Act on, and maybe answer, a request of another server or an emitter.
     Request(Request),
+    /// A wsgate fleet control message (revocation).
+    Control(Control),
 }
 
 /// The sending half of the inbound channel, as engines hold it.

@@ -22,8 +22,8 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    BROADCAST_CHANNEL, Backplane, BackplaneError, Broadcast, Inbound, InboundRx, InboundTx,
-    LogLimiter, REQUEST_CHANNEL, request, room_channel, wire,
+    BROADCAST_CHANNEL, Backplane, BackplaneError, Broadcast, CONTROL_CHANNEL, Control, Inbound,
+    InboundRx, InboundTx, LogLimiter, REQUEST_CHANNEL, request, room_channel, wire,
 };
 
 /// How often the subscriber checks that Redis still answers, and how long it waits.
@@ -36,6 +36,20 @@ const BACKOFF_CAP: Duration = Duration::from_secs(5);
 enum Command {
     Subscribe(String, oneshot::Sender<()>),
     Unsubscribe(String),
+}
+
+/// A connection pool of `size` for `url`, waiting at most `timeout` for a connection.
+/// Shared by the publisher and the Redis permission source.
+pub fn pool(url: &str, size: usize, timeout: Duration) -> Result<deadpool_redis::Pool, String> {
+    deadpool_redis::Config::from_url(url)
+        .builder()
+        .map_err(|e| e.to_string())?
+        .max_size(size)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .runtime(deadpool_redis::Runtime::Tokio1)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// Publishes broadcasts in the emitter's wire format. Shared by the engine and by the
@@ -57,27 +71,13 @@ impl std::fmt::Debug for RedisPublisher {
 impl RedisPublisher {
     /// A publisher that stamps its messages with `uid`.
     pub fn new(url: &str, uid: &str) -> Result<Self, BackplaneError> {
-        let pool = deadpool_redis::Config::from_url(url)
-            .builder()
-            .map_err(|e| {
-                BackplaneError::Redis(::redis::RedisError::from((
-                    ::redis::ErrorKind::InvalidClientConfig,
-                    "bad pool config",
-                    e.to_string(),
-                )))
-            })?
-            .max_size(8)
-            .wait_timeout(Some(Duration::from_secs(5)))
-            .create_timeout(Some(Duration::from_secs(5)))
-            .runtime(deadpool_redis::Runtime::Tokio1)
-            .build()
-            .map_err(|e| {
-                BackplaneError::Redis(::redis::RedisError::from((
-                    ::redis::ErrorKind::InvalidClientConfig,
-                    "bad pool config",
-                    e.to_string(),
-                )))
-            })?;
+        let pool = pool(url, 8, Duration::from_secs(5)).map_err(|e| {
+            BackplaneError::Redis(::redis::RedisError::from((
+                ::redis::ErrorKind::InvalidClientConfig,
+                "bad pool config",
+                e,
+            )))
+        })?;
         Ok(Self {
             pool,
             uid: uid.into(),
@@ -248,7 +248,11 @@ impl Subscriber {
             Err(_) => return End::Lost("connect timed out".into()),
         };
         let (mut sink, mut stream) = pubsub.split();
-        let mut initial: Vec<String> = vec![BROADCAST_CHANNEL.into(), REQUEST_CHANNEL.into()];
+        let mut initial: Vec<String> = vec![
+            BROADCAST_CHANNEL.into(),
+            REQUEST_CHANNEL.into(),
+            CONTROL_CHANNEL.into(),
+        ];
         initial.extend(self.rooms.iter().cloned());
         if let Err(e) = sink.subscribe(&initial).await {
             return End::Lost(e.to_string());
@@ -299,7 +303,16 @@ impl Subscriber {
 
     async fn on_message(&self, msg: &::redis::Msg) {
         let payload = msg.get_payload_bytes();
-        let inbound = if msg.get_channel_name() == REQUEST_CHANNEL {
+        let inbound = if msg.get_channel_name() == CONTROL_CHANNEL {
+            match Control::decode(payload) {
+                Ok(c) => {
+                    metrics::counter!("wsgate_backplane_messages_total", "kind" => "control")
+                        .increment(1);
+                    Inbound::Control(c)
+                }
+                Err(e) => return self.bad_message("bad_control", &e.to_string()),
+            }
+        } else if msg.get_channel_name() == REQUEST_CHANNEL {
             match request::decode(payload) {
                 Ok(r) if r.uid.as_deref() == Some(self.uid.as_str()) => return,
                 Ok(r) => {

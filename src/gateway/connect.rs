@@ -4,10 +4,18 @@ use serde_json::Value;
 use socketioxide::extract::{SocketRef, TryData};
 
 use super::Gateway;
-use crate::auth::Credentials;
+use crate::auth::{AuthError, Credentials};
 
 /// The only message a refused client sees, whatever the reason.
 pub const UNAUTHORIZED: &str = "Unauthorized";
+/// What a client over the per-user connection limit sees.
+pub const TOO_MANY_CONNECTIONS: &str = "Too many connections";
+
+/// Count a refused credential under its reason (`stage`: `handshake` or `refresh`).
+pub fn count_refusal(e: &AuthError, stage: &'static str) {
+    metrics::counter!("wsgate_auth_refusals_total", "reason" => e.label(), "stage" => stage)
+        .increment(1);
+}
 
 /// The message of a client refused because this replica is shutting down.
 pub const DRAINING: &str = "Server shutting down";
@@ -41,6 +49,13 @@ pub fn authenticate(
     };
     match gw.auth.authenticate(&creds) {
         Ok(identity) => {
+            if !gw.sessions.try_add(&identity.user_id, socket.id) {
+                metrics::counter!("wsgate_connects_total", "result" => "limited").increment(1);
+                metrics::counter!("wsgate_limit_refusals_total", "limit" => "connections_per_user")
+                    .increment(1);
+                tracing::info!(sid = %socket.id, user = %identity.user_id, "refused handshake: too many connections for the user");
+                return Err(TOO_MANY_CONNECTIONS);
+            }
             metrics::counter!("wsgate_connects_total", "result" => "ok").increment(1);
             tracing::debug!(sid = %socket.id, user = %identity.user_id, transport = ?socket.transport_type(), "connected");
             socket.extensions.insert(identity);
@@ -48,6 +63,7 @@ pub fn authenticate(
         }
         Err(e) => {
             metrics::counter!("wsgate_connects_total", "result" => "unauthorized").increment(1);
+            count_refusal(&e, "handshake");
             tracing::debug!(sid = %socket.id, reason = e.label(), "refused handshake");
             Err(UNAUTHORIZED)
         }

@@ -20,6 +20,7 @@ pub async fn run(io: SocketIo, gw: Arc<Gateway>, mut inbound: InboundRx) {
         match msg {
             Inbound::Broadcast(b) => deliver(&io, b, Some(&gw.membership)).await,
             Inbound::Request(r) => on_request(&io, &gw, r).await,
+            Inbound::Control(c) => super::revoke::apply(&io, &gw, c).await,
         }
     }
 }

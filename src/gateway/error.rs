@@ -22,9 +22,31 @@ pub enum ClientError {
     },
     /// The socket sent events faster than `--max-event-rate`; the event was not handled.
     #[error("rate limited")]
-    Limited {
+    RateLimited {
         /// The refused event (`message`, `join_project`, `leave_project`, `other`).
         pattern: &'static str,
+    },
+    /// A credential was refused (a bad `auth_refresh`); the reason is never shown.
+    #[error("unauthorized")]
+    Unauthorized {
+        /// The event that failed.
+        pattern: &'static str,
+    },
+    /// The user lost the project (fleet-wide revocation); the socket left its room.
+    #[error("access revoked")]
+    Revoked {
+        /// The project whose room the socket left.
+        project: String,
+    },
+    /// A per-identity limit was reached.
+    #[error("limit reached: {message}")]
+    Limited {
+        /// What the client is told (`Too many rooms`).
+        message: &'static str,
+        /// The event that failed.
+        pattern: &'static str,
+        /// The payload as the client sent it.
+        data: Value,
     },
 }
 
@@ -39,9 +61,25 @@ impl ClientError {
                 "status": "error", "message": "Project not found",
                 "cause": {"pattern": pattern, "data": data}
             }),
-            ClientError::Limited { pattern } => json!({
+            ClientError::RateLimited { pattern } => json!({
                 "status": "error", "message": "Rate limited",
                 "cause": {"pattern": pattern}
+            }),
+            ClientError::Unauthorized { pattern } => json!({
+                "status": "error", "message": "Unauthorized",
+                "cause": {"pattern": pattern, "data": null}
+            }),
+            ClientError::Revoked { project } => json!({
+                "status": "error", "message": "Access revoked",
+                "cause": {"pattern": "revoke", "data": {"projectId": project}}
+            }),
+            ClientError::Limited {
+                message,
+                pattern,
+                data,
+            } => json!({
+                "status": "error", "message": message,
+                "cause": {"pattern": pattern, "data": data}
             }),
         }
     }
@@ -56,12 +94,18 @@ impl ClientError {
         Value::Object(ack)
     }
 
-    /// Send the error to the client: the `exception` event, and the ack if asked for, so
-    /// `emitWithAck` never hangs.
-    pub fn reply(&self, socket: &SocketRef, ack: AckSender) {
+    /// Send the `exception` event only (for what the server does on its own initiative,
+    /// such as a revocation).
+    pub fn emit(&self, socket: &SocketRef) {
         if let Err(e) = socket.emit("exception", &self.body()) {
             tracing::debug!(sid = %socket.id, error = %e, "could not send exception");
         }
+    }
+
+    /// Send the error to the client: the `exception` event, and the ack if asked for, so
+    /// `emitWithAck` never hangs.
+    pub fn reply(&self, socket: &SocketRef, ack: AckSender) {
+        self.emit(socket);
         if let Err(e) = ack.send(&self.ack_body()) {
             tracing::debug!(sid = %socket.id, error = %e, "could not send error ack");
         }

@@ -1,10 +1,16 @@
-//! `join_project {projectId}`: validate, authorize, join the project's room.
+//! `join_project {projectId}`: validate, check the room limit, authorize, join the
+//! project's room. The permission check may wait (a Redis lookup); if a revocation was
+//! applied meanwhile, its answer may be stale, so the join checks again (see
+//! `gateway::revoke` for the order that makes this enough).
 
 use serde_json::Value;
 use socketioxide::extract::{AckSender, SocketRef};
 
 use super::{Gateway, error::ClientError, validate};
 use crate::auth::Identity;
+
+/// Permission checks one join makes at most while revocations keep racing it.
+const MAX_ATTEMPTS: usize = 5;
 
 /// Handle a `join_project` event (`payload` is `None` when the client sent none).
 pub async fn handle(gw: &Gateway, socket: &SocketRef, payload: Option<Value>, ack: AckSender) {
@@ -15,11 +21,42 @@ pub async fn handle(gw: &Gateway, socket: &SocketRef, payload: Option<Value>, ac
             return ClientError::Validation(issues).reply(socket, ack);
         }
     };
-    let allowed = socket
-        .extensions
-        .get::<Identity>()
-        .is_some_and(|id| gw.authz.may_join(&id, project));
-    if !allowed {
+    if let Some(max) = gw.sessions.limits().rooms_per_socket {
+        let rooms = socket.rooms();
+        if rooms.len() >= max.get() && !rooms.iter().any(|r| r == project) {
+            metrics::counter!("wsgate_joins_total", "result" => "limited").increment(1);
+            metrics::counter!("wsgate_limit_refusals_total", "limit" => "rooms_per_socket")
+                .increment(1);
+            return ClientError::Limited {
+                message: "Too many rooms",
+                pattern: "join_project",
+                data: payload.unwrap_or(Value::Null),
+            }
+            .reply(socket, ack);
+        }
+    }
+    let identity = socket.extensions.get::<Identity>();
+    let mut joined = false;
+    if let Some(id) = identity {
+        for _ in 0..MAX_ATTEMPTS {
+            let generation = gw.revocations.current();
+            if !gw.authz.may_join(&id, project).await {
+                break;
+            }
+            let still = || gw.revocations.current() == generation;
+            match gw.membership.join_if(socket, project, still).await {
+                Ok(false) => continue,
+                Ok(true) => {}
+                Err(e) => {
+                    // The socket is in the room locally; the backplane subscribes on reconnect.
+                    tracing::warn!(error = %e, "backplane subscribe failed");
+                }
+            }
+            joined = true;
+            break;
+        }
+    }
+    if !joined {
         metrics::counter!("wsgate_joins_total", "result" => "denied").increment(1);
         let data = payload.unwrap_or(Value::Null);
         return ClientError::NotFound {
@@ -27,10 +64,6 @@ pub async fn handle(gw: &Gateway, socket: &SocketRef, payload: Option<Value>, ac
             data,
         }
         .reply(socket, ack);
-    }
-    if let Err(e) = gw.membership.join(socket, project).await {
-        // The socket is in the room locally; the backplane subscribes on reconnect.
-        tracing::warn!(error = %e, "backplane subscribe failed");
     }
     metrics::counter!("wsgate_joins_total", "result" => "ok").increment(1);
     super::error::reply_ok(

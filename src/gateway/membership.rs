@@ -37,13 +37,31 @@ impl Membership {
 
     /// Put `socket` in `room`. Completes once the room's fleet-wide updates will reach it.
     pub async fn join(&self, socket: &SocketRef, room: &str) -> Result<(), BackplaneError> {
+        self.join_if(socket, room, || true).await.map(drop)
+    }
+
+    /// Put `socket` in `room` if `still_allowed()` holds at the moment of entry (evaluated
+    /// under the membership lock, so nothing that also takes it runs in between).
+    /// `Ok(false)`: the check failed and nothing changed.
+    pub async fn join_if(
+        &self,
+        socket: &SocketRef,
+        room: &str,
+        still_allowed: impl FnOnce() -> bool,
+    ) -> Result<bool, BackplaneError> {
         let subscribed = {
             let mut counts = self.counts();
             // socketioxide marks a closing socket disconnected before its disconnect
             // handler (`leave_all`) runs: a join racing a disconnect must not count a room
             // that nothing would ever release.
-            if !socket.connected() || socket.rooms().iter().any(|r| r == room) {
-                return Ok(());
+            if !socket.connected() {
+                return Ok(true);
+            }
+            if !still_allowed() {
+                return Ok(false);
+            }
+            if socket.rooms().iter().any(|r| r == room) {
+                return Ok(true);
             }
             socket.join(room.to_owned());
             let n = counts.entry(room.to_owned()).or_insert(0);
@@ -51,8 +69,8 @@ impl Membership {
             (*n == 1).then(|| self.backplane.subscribe(room))
         };
         match subscribed {
-            Some(fut) => fut.await,
-            None => Ok(()),
+            Some(fut) => fut.await.map(|()| true),
+            None => Ok(true),
         }
     }
 

@@ -5,15 +5,19 @@
 //! to the client contract in `error`, room reference counts in `membership`, and the
 //! delivery of what the backplane brings in `deliver`.
 
+mod auth_refresh;
 mod connect;
 mod deliver;
 mod drain;
 mod error;
+pub mod expiry;
 mod join_project;
 mod leave_project;
 mod limits;
 mod membership;
 mod message;
+pub mod revoke;
+pub mod sessions;
 pub mod validate;
 
 use std::sync::Arc;
@@ -31,6 +35,7 @@ pub use drain::run as drain;
 pub use error::ClientError;
 pub use limits::Limits;
 pub use membership::Membership;
+pub use sessions::{Limits as IdentityLimits, Sessions};
 
 /// Everything the handlers share.
 pub struct Gateway {
@@ -40,6 +45,8 @@ pub struct Gateway {
     backplane: Arc<dyn Backplane>,
     limits: Limits,
     shutdown: Shutdown,
+    sessions: Sessions,
+    revocations: revoke::Revocations,
 }
 
 impl Gateway {
@@ -49,23 +56,35 @@ impl Gateway {
         authz: Arc<dyn Authorizer>,
         backplane: Arc<dyn Backplane>,
     ) -> Arc<Self> {
+        Self::with_limits(auth, authz, backplane, IdentityLimits::default())
+    }
+
+    /// A gateway that also enforces per-identity `limits` (no replica limits, no drain).
+    pub fn with_limits(
+        auth: Arc<dyn Authenticator>,
+        authz: Arc<dyn Authorizer>,
+        backplane: Arc<dyn Backplane>,
+        identity: IdentityLimits,
+    ) -> Arc<Self> {
         Self::operated(
             auth,
             authz,
             backplane,
             Limits::new(0, 0, 1),
             Shutdown::new(),
+            identity,
         )
     }
 
-    /// A gateway that also enforces `limits` and refuses new clients once `shutdown`
-    /// starts draining.
+    /// A gateway that enforces replica `limits` and per-identity limits, and refuses new
+    /// clients once `shutdown` starts draining.
     pub fn operated(
         auth: Arc<dyn Authenticator>,
         authz: Arc<dyn Authorizer>,
         backplane: Arc<dyn Backplane>,
         limits: Limits,
         shutdown: Shutdown,
+        identity: IdentityLimits,
     ) -> Arc<Self> {
         Arc::new(Self {
             auth,
@@ -74,6 +93,8 @@ impl Gateway {
             backplane,
             limits,
             shutdown,
+            sessions: Sessions::new(identity),
+            revocations: revoke::Revocations::default(),
         })
     }
 
@@ -84,7 +105,7 @@ impl Gateway {
         if self.limits.admit_event(socket) {
             return Some(ack);
         }
-        ClientError::Limited { pattern: event }.reply(socket, ack);
+        ClientError::RateLimited { pattern: event }.reply(socket, ack);
         None
     }
 
@@ -106,6 +127,23 @@ impl Gateway {
         };
         io.ns("/", on_connect.with(middleware));
     }
+}
+
+/// A handler that answers at once: `(gateway, socket, payload, ack)`.
+type PayloadHandler = fn(&Gateway, &SocketRef, Option<Value>, AckSender);
+
+/// Register `handle` for `event`, counted under the event's name and rate limited.
+fn on_payload(gw: &Arc<Gateway>, socket: &SocketRef, event: &'static str, handle: PayloadHandler) {
+    let gw = gw.clone();
+    socket.on(
+        event,
+        move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
+            if let Some(ack) = gw.admit(&s, event, ack) {
+                handle(&gw, &s, data.ok(), ack);
+            }
+            async {}
+        },
+    );
 }
 
 fn on_connect(gw: Arc<Gateway>, socket: SocketRef) {
@@ -134,17 +172,10 @@ fn on_connect(gw: Arc<Gateway>, socket: SocketRef) {
             },
         );
     }
-    {
-        let gw = gw.clone();
-        socket.on(
-            "leave_project",
-            move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
-                if let Some(ack) = gw.admit(&s, "leave_project", ack) {
-                    leave_project::handle(&gw, &s, data.ok(), ack);
-                }
-                async {}
-            },
-        );
+    on_payload(&gw, &socket, "leave_project", leave_project::handle);
+    on_payload(&gw, &socket, "auth_refresh", auth_refresh::handle);
+    if let Some(identity) = socket.extensions.get::<crate::auth::Identity>() {
+        expiry::set(&socket, identity.expires_at);
     }
     {
         let gw = gw.clone();
@@ -158,6 +189,10 @@ fn on_connect(gw: Arc<Gateway>, socket: SocketRef) {
         metrics::gauge!("wsgate_connections").decrement(1.0);
         gw.limits.on_disconnect();
         gw.membership.leave_all(&s);
+        expiry::stop(&s);
+        if let Some(identity) = s.extensions.get::<crate::auth::Identity>() {
+            gw.sessions.remove(&identity.user_id, s.id);
+        }
         tracing::debug!(sid = %s.id, "disconnected");
         async {}
     });

@@ -3,6 +3,7 @@
 //! (uid `emitter`), so replicas cannot tell it from a Node backend.
 
 mod command;
+pub mod revoke;
 
 use time::OffsetDateTime;
 

@@ -252,6 +252,11 @@ impl Gateway {
         let _ = self.child.kill().await;
     }
 
+    /// The process id (while it runs), e.g. to send it a signal.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub async fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
         http_get(self.addr, path).await
     }

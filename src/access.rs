@@ -1,0 +1,122 @@
+//! Start-up wiring of identity and access: which [`Authenticator`], which [`Authorizer`]
+//! and which per-identity limits `wsgate serve` runs with, from its settings. Every
+//! inconsistent combination stops start-up with a message naming the setting.
+
+use std::sync::Arc;
+
+use crate::{
+    auth::{
+        Authenticator, JwtAuthenticator, LoadError, TokenTable,
+        jwt::{JwtSettings, KeySource},
+    },
+    authz::{
+        Authorizer, ClaimPermissions, PermissionTable, RedisPermissions,
+        redis::RedisPermissionsError,
+    },
+    config::{AuthSource, AuthzSource, IdentityConfig, ServeConfig},
+    gateway::IdentityLimits as Limits,
+};
+
+/// Why identity and access cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// A token, key or permission file is unusable.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The Redis permission source is misconfigured.
+    #[error(transparent)]
+    Redis(#[from] RedisPermissionsError),
+    /// Settings that do not go together.
+    #[error("{0}")]
+    Settings(String),
+}
+
+/// The sources and limits of one replica.
+pub struct Access {
+    /// Who connections are.
+    pub auth: Arc<dyn Authenticator>,
+    /// What they may join.
+    pub authz: Arc<dyn Authorizer>,
+    /// Per-identity limits.
+    pub limits: Limits,
+}
+
+fn key_source(id: &IdentityConfig) -> Result<KeySource, AccessError> {
+    let given = [
+        id.jwt_secret.is_some(),
+        id.jwt_public_key.is_some(),
+        id.jwt_jwks.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(AccessError::Settings(
+            "--auth jwt needs exactly one of --jwt-secret / WSGATE_JWT_SECRET, \
+             --jwt-public-key / WSGATE_JWT_PUBLIC_KEY, --jwt-jwks / WSGATE_JWT_JWKS"
+                .into(),
+        ));
+    }
+    Ok(match (&id.jwt_secret, &id.jwt_public_key, &id.jwt_jwks) {
+        (Some(s), _, _) => KeySource::Secret(s.clone()),
+        (_, Some(p), _) => KeySource::PublicKey(p.clone()),
+        (_, _, Some(p)) => KeySource::Jwks(p.clone()),
+        _ => unreachable!("exactly one key source was checked above"),
+    })
+}
+
+/// Build the sources `cfg` asks for (and start the JWKS watcher when there is one).
+pub fn from_config(cfg: &ServeConfig) -> Result<Access, AccessError> {
+    let id = &cfg.identity;
+    let auth: Arc<dyn Authenticator> = match id.auth {
+        AuthSource::Table => Arc::new(match &cfg.tokens {
+            Some(path) => TokenTable::from_file(path)?,
+            None => TokenTable::demo(),
+        }),
+        AuthSource::Jwt => {
+            let jwt = Arc::new(JwtAuthenticator::new(JwtSettings {
+                keys: key_source(id)?,
+                algorithms: id.jwt_algorithms.clone(),
+                issuers: id.jwt_issuer.clone(),
+                audiences: id.jwt_audience.clone(),
+                leeway: id.jwt_leeway,
+                user_claim: id.jwt_user_claim.clone(),
+                projects_claim: id.jwt_projects_claim.clone(),
+            })?);
+            jwt.watch(id.jwt_jwks_poll);
+            jwt
+        }
+    };
+    let authz: Arc<dyn Authorizer> = match id.authz {
+        AuthzSource::Table => Arc::new(match &cfg.permissions {
+            Some(path) => PermissionTable::from_file(path)?,
+            None => PermissionTable::demo(),
+        }),
+        AuthzSource::Claim if id.auth != AuthSource::Jwt => {
+            return Err(AccessError::Settings(
+                "--authz claim / WSGATE_AUTHZ=claim needs --auth jwt (the claim is in the JWT)"
+                    .into(),
+            ));
+        }
+        AuthzSource::Claim => Arc::new(ClaimPermissions),
+        AuthzSource::Redis => {
+            let Some(url) = &cfg.redis_url else {
+                return Err(AccessError::Settings(
+                    "--authz redis / WSGATE_AUTHZ=redis needs --redis-url / WSGATE_REDIS_URL"
+                        .into(),
+                ));
+            };
+            Arc::new(RedisPermissions::new(
+                url,
+                &id.perm_key_template,
+                id.perm_cache_ttl,
+                id.perm_cache_size,
+            )?)
+        }
+    };
+    Ok(Access {
+        auth,
+        authz,
+        limits: Limits {
+            connections_per_user: id.max_connections_per_user,
+            rooms_per_socket: id.max_rooms_per_socket,
+        },
+    })
+}

@@ -1,0 +1,41 @@
+//! `auth_refresh {token}`: replace the connection's credential with a newer one for the
+//! same user, before the old one expires. A token for another user, or one that does not
+//! verify, is refused with `Unauthorized` (the reason goes to logs and metrics only).
+
+use serde_json::Value;
+use socketioxide::extract::{AckSender, SocketRef};
+
+use super::{Gateway, error::ClientError, expiry};
+use crate::auth::{AuthError, Credentials, Identity};
+
+/// Handle an `auth_refresh` event.
+pub fn handle(gw: &Gateway, socket: &SocketRef, payload: Option<Value>, ack: AckSender) {
+    let creds = Credentials {
+        header: None,
+        auth: payload.as_ref(),
+    };
+    let result =
+        gw.auth
+            .authenticate(&creds)
+            .and_then(|new| match socket.extensions.get::<Identity>() {
+                Some(old) if old.user_id == new.user_id => Ok(new),
+                _ => Err(AuthError::OtherUser),
+            });
+    match result {
+        Ok(identity) => {
+            metrics::counter!("wsgate_auth_refresh_total", "result" => "ok").increment(1);
+            expiry::set(socket, identity.expires_at);
+            socket.extensions.insert(identity);
+            super::error::reply_ok(socket, ack, "auth_refresh", "Token refreshed");
+        }
+        Err(e) => {
+            metrics::counter!("wsgate_auth_refresh_total", "result" => "refused").increment(1);
+            super::connect::count_refusal(&e, "refresh");
+            tracing::info!(sid = %socket.id, reason = e.label(), "refused auth_refresh");
+            ClientError::Unauthorized {
+                pattern: "auth_refresh",
+            }
+            .reply(socket, ack);
+        }
+    }
+}
