@@ -126,4 +126,81 @@ fn describe() {
         Unit::Seconds,
         "From the publisher's stamp (opts.flags.wsgateSentAt) to the queueing on local sockets."
     );
+    describe_counter!(
+        "wsgate_origin_refused_total",
+        "Browser requests refused for their Origin, by transport: websocket, polling, other."
+    );
+    describe_counter!(
+        "wsgate_auth_refusals_total",
+        "Refused credentials by reason (alg_none, expired, bad_signature, ...) and stage (handshake, refresh)."
+    );
+    describe_counter!(
+        "wsgate_auth_refresh_total",
+        "auth_refresh events by result: ok, refused."
+    );
+    describe_counter!(
+        "wsgate_token_expired_total",
+        "Sockets disconnected at their token's exp."
+    );
+    describe_counter!(
+        "wsgate_authz_lookups_total",
+        "Permission lookups of the Redis source by result: hit (cache), miss (Redis), error."
+    );
+    describe_counter!(
+        "wsgate_revocations_total",
+        "Fleet-wide revocations applied on this replica."
+    );
+    describe_histogram!(
+        "wsgate_revoke_seconds",
+        Unit::Seconds,
+        "From a revocation's publish to this replica acting on it."
+    );
+    describe_counter!(
+        "wsgate_limit_refusals_total",
+        "Per-identity limit refusals by limit: connections_per_user, rooms_per_socket."
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeSet, fs, path::Path};
+
+    fn names_in(text: &str, out: &mut BTreeSet<String>) {
+        for (i, _) in text.match_indices("\"wsgate_") {
+            let name: String = text[i + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            out.insert(name);
+        }
+    }
+
+    fn walk(dir: &Path, out: &mut BTreeSet<String>) {
+        for entry in fs::read_dir(dir).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|e| e == "rs") && !p.ends_with("telemetry.rs") {
+                names_in(&fs::read_to_string(&p).unwrap(), out);
+            }
+        }
+    }
+
+    /// promtool rejects a metric without help text: every `wsgate_*` name used anywhere in
+    /// the code must be described here.
+    #[test]
+    fn every_metric_in_the_code_is_described() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut used = BTreeSet::new();
+        walk(&src, &mut used);
+        let here = fs::read_to_string(src.join("telemetry.rs")).unwrap();
+        let missing: Vec<_> = used
+            .iter()
+            .filter(|n| !here.contains(&format!("\"{n}\"")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "not described in telemetry.rs: {missing:?}"
+        );
+    }
 }
