@@ -168,15 +168,7 @@ impl Gateway {
             });
         }
 
-        let tail = |stderr: &Lines| {
-            stderr
-                .lock()
-                .unwrap()
-                .iter()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
+        let tail = joined;
         let addr = match timeout(STARTUP_TIMEOUT, rx).await {
             Ok(Ok(a)) => a,
             Ok(Err(_)) => {
@@ -218,13 +210,7 @@ impl Gateway {
     }
 
     pub fn stderr_tail(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap()
-            .iter()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+        joined(&self.stderr)
     }
 
     pub fn stdout_lines(&self) -> Vec<String> {
@@ -459,4 +445,15 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// The captured lines of a child's output, one string.
+fn joined(lines: &Lines) -> String {
+    lines
+        .lock()
+        .unwrap()
+        .iter()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n")
 }
