@@ -6,15 +6,18 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use socketioxide::{SocketIo, extract::SocketRef};
+use std::sync::Arc;
+
 use wsgate::{
-    backplane::{Args, Broadcast, wire},
-    gateway::deliver_broadcast,
+    backplane::{Args, Broadcast, memory::MemoryBackplane, wire},
+    gateway::{Membership, deliver_broadcast_counted},
 };
 
 const SOCKETS: usize = 1_000;
 
 struct Fixture {
     io: SocketIo,
+    membership: Membership,
     queues: Vec<tokio::sync::mpsc::Receiver<engineioxide::Packet>>,
     message: Vec<u8>,
 }
@@ -22,13 +25,19 @@ struct Fixture {
 fn main_fixture(rt: &tokio::runtime::Runtime) -> Fixture {
     rt.block_on(async {
         let (_svc, io) = SocketIo::builder().max_buffer_size(1 << 20).build_svc();
-        io.ns("/", |s: SocketRef| async move { s.join("project_one") });
+        io.ns("/", |_: SocketRef| async move {});
         let mut queues = Vec::with_capacity(SOCKETS);
         for _ in 0..SOCKETS {
             let (_tx, rx) = io.new_dummy_sock("/", ()).await;
             queues.push(rx);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+        // Rooms joined through the gateway's reference counts, as in production.
+        let (backplane, _inbound) = MemoryBackplane::new();
+        let membership = Membership::new(Arc::new(backplane));
+        for s in io.sockets() {
+            membership.join(&s, "project_one").await.unwrap();
+        }
         let b = Broadcast {
             event: "chat".into(),
             args: Args(vec![wire::from_json(
@@ -41,6 +50,7 @@ fn main_fixture(rt: &tokio::runtime::Runtime) -> Fixture {
         };
         Fixture {
             io,
+            membership,
             queues,
             message: wire::encode("emitter", &b),
         }
@@ -66,7 +76,11 @@ fn fanout(c: &mut Criterion) {
             for _ in 0..iters {
                 let start = Instant::now();
                 let env = wire::decode(&f.message).unwrap();
-                rt.block_on(deliver_broadcast(&f.io, env.broadcast));
+                rt.block_on(deliver_broadcast_counted(
+                    &f.io,
+                    env.broadcast,
+                    &f.membership,
+                ));
                 total += start.elapsed();
                 drain(&mut f);
             }

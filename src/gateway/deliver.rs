@@ -33,6 +33,12 @@ pub async fn broadcast(io: &SocketIo, b: Broadcast) {
     deliver(io, b, None).await
 }
 
+/// Deliver one broadcast as the gateway's delivery task does: the sent count of a one-room
+/// broadcast comes from `membership`'s reference counts instead of a second adapter query.
+pub async fn broadcast_counted(io: &SocketIo, b: Broadcast, membership: &Membership) {
+    deliver(io, b, Some(membership)).await
+}
+
 /// [`broadcast`], counting the matching sockets from `membership`'s room counts when the
 /// broadcast targets one room with no exceptions (the common case: O(1)); otherwise the
 /// adapter is asked for the matching sockets a second time, which the fan-out bench

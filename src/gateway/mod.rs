@@ -30,7 +30,9 @@ use socketioxide::{
 };
 
 use crate::{auth::Authenticator, authz::Authorizer, backplane::Backplane, shutdown::Shutdown};
-pub use deliver::{broadcast as deliver_broadcast, run as deliver};
+pub use deliver::{
+    broadcast as deliver_broadcast, broadcast_counted as deliver_broadcast_counted, run as deliver,
+};
 pub use drain::run as drain;
 pub use error::ClientError;
 pub use limits::Limits;
