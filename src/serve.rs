@@ -7,7 +7,6 @@ use time::OffsetDateTime;
 
 use crate::{
     access::{self, AccessError},
-    auth::LoadError,
     backplane::{Backplane, BackplaneError, memory::MemoryBackplane, redis::RedisBackplane},
     config::ServeConfig,
     gateway::{self, Gateway, Limits},
@@ -19,9 +18,6 @@ use crate::{
 /// Why a replica could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// A token or permission file is unusable.
-    #[error(transparent)]
-    Load(#[from] LoadError),
     /// Identity and access settings are unusable.
     #[error(transparent)]
     Access(#[from] AccessError),

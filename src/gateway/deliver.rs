@@ -162,7 +162,7 @@ async fn on_request(io: &SocketIo, gw: &Gateway, r: Request) {
             id.map(request::server_side_emit_response)
         }
         (RequestKind::BroadcastWithAck(b), id) => {
-            broadcast(io, b.clone()).await;
+            deliver(io, b.clone(), Some(&gw.membership)).await;
             id.map(request::client_count_response)
         }
         _ => None,
