@@ -1,37 +1,60 @@
 //! The hot path, backplane message -> socket queues: decode one msgpack message, encode the
 //! Socket.IO packet once, queue it on 1,000 sockets. Compared with encoding per recipient
-//! (what a naive loop of `socket.emit` does) to show what "encode once" is worth.
+//! (what a naive loop of `socket.emit` does) to show what "encode once" is worth, and with
+//! socketioxide's own local adapter (bytes shared by every recipient, but a full queue not
+//! reported by socket) to show what wsgate's per-socket overflow reports cost.
 
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use socketioxide::{SocketIo, extract::SocketRef};
+use socketioxide::{SocketIo, adapter::Adapter as SioAdapter, extract::SocketRef};
 use std::sync::Arc;
 
 use wsgate::{
     backplane::{Args, Broadcast, memory::MemoryBackplane, wire},
-    gateway::{Membership, deliver_broadcast_counted},
+    gateway::{Adapter, Io, Membership, Overflow, deliver_broadcast_counted},
 };
 
 const SOCKETS: usize = 1_000;
 
+type Queues = Vec<tokio::sync::mpsc::Receiver<engineioxide::Packet>>;
+
 struct Fixture {
-    io: SocketIo,
+    io: Io,
     membership: Membership,
-    queues: Vec<tokio::sync::mpsc::Receiver<engineioxide::Packet>>,
+    /// The same room on socketioxide's default adapter.
+    shared: SocketIo,
+    queues: Queues,
     message: Vec<u8>,
+}
+
+/// `SOCKETS` dummy sockets connected to `io`, their queues appended to `queues`.
+async fn connect_all<A: SioAdapter + socketioxide_core::adapter::DefinedAdapter>(
+    io: &SocketIo<A>,
+    queues: &mut Queues,
+) {
+    io.ns("/", |_: SocketRef<A>| async move {});
+    for _ in 0..SOCKETS {
+        let (_tx, rx) = io.new_dummy_sock("/", ()).await;
+        queues.push(rx);
+    }
 }
 
 fn main_fixture(rt: &tokio::runtime::Runtime) -> Fixture {
     rt.block_on(async {
-        let (_svc, io) = SocketIo::builder().max_buffer_size(1 << 20).build_svc();
-        io.ns("/", |_: SocketRef| async move {});
-        let mut queues = Vec::with_capacity(SOCKETS);
-        for _ in 0..SOCKETS {
-            let (_tx, rx) = io.new_dummy_sock("/", ()).await;
-            queues.push(rx);
-        }
+        let (overflow, _reports) = Overflow::channel();
+        let (_svc, io) = SocketIo::builder()
+            .with_adapter::<Adapter>(overflow)
+            .max_buffer_size(1 << 20)
+            .build_svc();
+        let (_svc, shared) = SocketIo::builder().max_buffer_size(1 << 20).build_svc();
+        let mut queues = Vec::with_capacity(2 * SOCKETS);
+        connect_all(&io, &mut queues).await;
+        connect_all(&shared, &mut queues).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
+        for s in shared.sockets() {
+            s.join("project_one");
+        }
         // Rooms joined through the gateway's reference counts, as in production.
         let (backplane, _inbound) = MemoryBackplane::new();
         let membership = Membership::new(Arc::new(backplane));
@@ -51,6 +74,7 @@ fn main_fixture(rt: &tokio::runtime::Runtime) -> Fixture {
         Fixture {
             io,
             membership,
+            shared,
             queues,
             message: wire::encode("emitter", &b),
         }
@@ -81,6 +105,20 @@ fn fanout(c: &mut Criterion) {
                     env.broadcast,
                     &f.membership,
                 ));
+                total += start.elapsed();
+                drain(&mut f);
+            }
+            total
+        })
+    });
+    g.bench_function("decode_encode_once_shared_bytes_socketioxide", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let env = wire::decode(&f.message).unwrap();
+                let ops = f.shared.to("project_one");
+                let _ = rt.block_on(ops.emit(&env.broadcast.event, &env.broadcast.args));
                 total += start.elapsed();
                 drain(&mut f);
             }

@@ -250,6 +250,15 @@ pub struct TokenConfig {
     pub audience: Option<String>,
 }
 
+/// What happens to a socket that cannot keep up (DESIGN.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SlowConsumer {
+    /// Tell it and disconnect it; it reconnects and refetches (or recovers) its state.
+    Disconnect,
+    /// Skip the update for that socket and count it.
+    Drop,
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -291,9 +300,16 @@ pub struct ServeConfig {
     #[arg(long, env = "WSGATE_WS_READ_BUFFER", default_value = "1KiB", value_parser = parse_buffer)]
     pub ws_read_buffer: usize,
 
-    /// Packets queued per socket before further non-volatile packets fail for that socket.
+    /// Packets queued per socket before it counts as a slow consumer (see --slow-consumer).
     #[arg(long, env = "WSGATE_MAX_BUFFER", default_value_t = 4096)]
     pub max_buffer: usize,
+
+    /// What happens to a socket whose queue (--max-buffer) is full when an update comes:
+    /// `disconnect` tells it (`exception` "Too slow: disconnected") and disconnects it, so
+    /// it never misses an update unknowingly; `drop` only counts the missed update
+    /// (socketioxide's own behaviour, about 0.3 µs less CPU per recipient: BENCHMARKS.md).
+    #[arg(long, env = "WSGATE_SLOW_CONSUMER", value_enum, default_value_t = SlowConsumer::Disconnect)]
+    pub slow_consumer: SlowConsumer,
 
     /// Engine.IO ping interval (e.g. `25s`).
     #[arg(long, env = "WSGATE_PING_INTERVAL", default_value = "25s", value_parser = humantime::parse_duration)]

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use crate::{
     access::{self, AccessError},
     backplane::{Backplane, BackplaneError, memory::MemoryBackplane, redis::RedisBackplane},
-    config::ServeConfig,
+    config::{ServeConfig, SlowConsumer},
     gateway::{self, Gateway, Limits},
     http::{self, Readiness},
     publish,
@@ -83,7 +83,15 @@ pub async fn run(
     };
 
     let max_payload = usize::try_from(cfg.max_payload).unwrap_or(usize::MAX);
+    let (overflow, overflows) = match cfg.slow_consumer {
+        SlowConsumer::Disconnect => {
+            let (overflow, reports) = crate::gateway::Overflow::channel();
+            (overflow, Some(reports))
+        }
+        SlowConsumer::Drop => (crate::gateway::Overflow::ignore(), None),
+    };
     let (layer, io) = SocketIo::builder()
+        .with_adapter::<crate::gateway::Adapter>(overflow)
         .max_payload(cfg.max_payload)
         .ws_max_message_size(max_payload)
         .ws_max_frame_size(max_payload)
@@ -108,6 +116,14 @@ pub async fn run(
         gateway.clone(),
         inbound,
     ));
+    if let Some(reports) = overflows {
+        tokio::spawn(crate::gateway::evict(
+            io.clone(),
+            gateway.clone(),
+            reports,
+            cfg.max_buffer,
+        ));
+    }
 
     if let Some(every) = cfg.demo_push {
         tokio::spawn(demo_push(backplane.clone(), every));

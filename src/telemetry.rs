@@ -53,6 +53,8 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         "wsgate_backplane_reconnects_total",
         "wsgate_events_limited_total",
         "wsgate_drain_disconnects_total",
+        "wsgate_slow_consumer_disconnects_total",
+        "wsgate_overflow_reports_dropped_total",
     ] {
         metrics::counter!(name).absolute(0);
     }
@@ -91,6 +93,14 @@ fn describe() {
     describe_counter!(
         "wsgate_deliveries_total",
         "Per-socket deliveries of backplane broadcasts by outcome: sent, dropped_buffer_full, dropped_closed, volatile (offered; skips are not reported)."
+    );
+    describe_counter!(
+        "wsgate_slow_consumer_disconnects_total",
+        "Sockets disconnected because their queue (--max-buffer packets) was full when an update came: they missed it and were told (exception, then disconnect)."
+    );
+    describe_counter!(
+        "wsgate_overflow_reports_dropped_total",
+        "Overflow reports the eviction task could not take at once (the socket is reported again on its next missed update)."
     );
     describe_counter!(
         "wsgate_drain_disconnects_total",

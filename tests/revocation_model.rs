@@ -132,7 +132,10 @@ fn drain(rx: &mut Packets) -> Vec<(String, Vec<Value>)> {
 }
 
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let (_svc, io) = SocketIo::builder().build_svc();
+    let (overflow, _reports) = wsgate::gateway::Overflow::channel();
+    let (_svc, io) = SocketIo::builder()
+        .with_adapter::<wsgate::gateway::Adapter>(overflow)
+        .build_svc();
     let grants = Arc::new(Grants::default());
     let (backplane, _inbound) = MemoryBackplane::new();
     let auth = TokenTable::new((0..USERS).map(|u| (format!("t{u}"), format!("u{u}"))));

@@ -2,14 +2,14 @@
 //! same user, before the old one expires. A token for another user, or one that does not
 //! verify, is refused with `Unauthorized` (the reason goes to logs and metrics only).
 
+use super::{Ack, Socket};
 use serde_json::Value;
-use socketioxide::extract::{AckSender, SocketRef};
 
 use super::{Gateway, error::ClientError, expiry};
 use crate::auth::{AuthError, Credentials, Identity};
 
 /// Handle an `auth_refresh` event.
-pub fn handle(gw: &Gateway, socket: &SocketRef, payload: Option<Value>, ack: AckSender) {
+pub fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: Ack) {
     let creds = Credentials {
         header: None,
         auth: payload.as_ref(),

@@ -1,7 +1,9 @@
 //! The connect middleware: authenticate the handshake before the socket exists.
 
 use serde_json::Value;
-use socketioxide::extract::{SocketRef, TryData};
+use socketioxide::extract::TryData;
+
+use super::Socket;
 
 use super::Gateway;
 use crate::auth::{AuthError, Credentials};
@@ -24,7 +26,7 @@ pub const DRAINING: &str = "Server shutting down";
 /// carries its [`crate::auth::Identity`] in its extensions.
 pub fn authenticate(
     gw: &Gateway,
-    socket: &SocketRef,
+    socket: &Socket,
     auth: TryData<Value>,
 ) -> Result<(), &'static str> {
     if gw.shutdown.is_draining() {

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use socketioxide::{BroadcastError, SocketError, SocketIo, extract::SocketRef};
+use socketioxide::{BroadcastError, SocketError};
+
+use super::{Io, Socket};
 
 use super::{Gateway, Membership};
 use crate::{
@@ -15,7 +17,7 @@ use crate::{
 };
 
 /// Consume the backplane's inbound channel until it closes.
-pub async fn run(io: SocketIo, gw: Arc<Gateway>, mut inbound: InboundRx) {
+pub async fn run(io: Io, gw: Arc<Gateway>, mut inbound: InboundRx) {
     while let Some(msg) = inbound.recv().await {
         match msg {
             Inbound::Broadcast(b) => deliver(&io, b, Some(&gw.membership)).await,
@@ -29,13 +31,13 @@ pub async fn run(io: SocketIo, gw: Arc<Gateway>, mut inbound: InboundRx) {
 /// `wsgate_deliveries_total{outcome}` per socket (`sent`, `dropped_buffer_full`,
 /// `dropped_closed`, and `volatile` for volatile messages, whose skips socketioxide does
 /// not report), the fan-out time, and the publish-to-socket latency when stamped.
-pub async fn broadcast(io: &SocketIo, b: Broadcast) {
+pub async fn broadcast(io: &Io, b: Broadcast) {
     deliver(io, b, None).await
 }
 
 /// Deliver one broadcast as the gateway's delivery task does: the sent count of a one-room
 /// broadcast comes from `membership`'s reference counts instead of a second adapter query.
-pub async fn broadcast_counted(io: &SocketIo, b: Broadcast, membership: &Membership) {
+pub async fn broadcast_counted(io: &Io, b: Broadcast, membership: &Membership) {
     deliver(io, b, Some(membership)).await
 }
 
@@ -43,7 +45,7 @@ pub async fn broadcast_counted(io: &SocketIo, b: Broadcast, membership: &Members
 /// broadcast targets one room with no exceptions (the common case: O(1)); otherwise the
 /// adapter is asked for the matching sockets a second time, which the fan-out bench
 /// measures at about +40% on 1,000 sockets.
-async fn deliver(io: &SocketIo, b: Broadcast, membership: Option<&Membership>) {
+async fn deliver(io: &Io, b: Broadcast, membership: Option<&Membership>) {
     let started = std::time::Instant::now();
     let matched = match (membership, b.rooms.as_slice()) {
         (Some(m), [room]) if b.except.is_empty() => m.count(room),
@@ -94,13 +96,13 @@ async fn deliver(io: &SocketIo, b: Broadcast, membership: Option<&Membership>) {
     }
 }
 
-fn select(io: &SocketIo, r: &Request) -> Vec<SocketRef> {
+fn select(io: &Io, r: &Request) -> Vec<Socket> {
     io.to(r.rooms.clone()).except(r.except.clone()).sockets()
 }
 
 /// What a Node server's `fetchSockets()` gets for one of our sockets. Credentials (the
 /// `Authorization` header, `auth`) are never included.
-fn details(s: &SocketRef) -> request::SocketDetails {
+fn details(s: &Socket) -> request::SocketDetails {
     let parts = s.req_parts();
     let user = s
         .extensions
@@ -122,7 +124,7 @@ fn details(s: &SocketRef) -> request::SocketDetails {
     }
 }
 
-async fn on_request(io: &SocketIo, gw: &Gateway, r: Request) {
+async fn on_request(io: &Io, gw: &Gateway, r: Request) {
     let response = match (&r.kind, r.request_id.as_deref()) {
         (RequestKind::Join(rooms), _) => {
             for s in select(io, &r) {

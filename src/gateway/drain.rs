@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use socketioxide::SocketIo;
+use super::Io;
 use tokio::time::Instant;
 
 /// Time between two batches.
@@ -17,7 +17,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// Disconnect every socket of `io` in batches over `window`, then return. Sockets that
 /// connected before draining began and are still there at the end are closed in the last
 /// batch.
-pub async fn run(io: &SocketIo, window: Duration) {
+pub async fn run(io: &Io, window: Duration) {
     let started = Instant::now();
     let end = started + window;
     let total = io.sockets().len();

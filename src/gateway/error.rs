@@ -1,8 +1,8 @@
 //! Every error a client can see, and the one place that turns it into the client contract
 //! (an `exception` event, and the ack when the client asked for one).
 
+use super::{Ack, Socket};
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, SocketRef};
 
 use super::validate::Issue;
 
@@ -48,6 +48,13 @@ pub enum ClientError {
         /// The payload as the client sent it.
         data: Value,
     },
+    /// The socket did not read fast enough: its queue of `max_buffer` packets was full when
+    /// an update came, so it missed that update and is being disconnected (DESIGN.md §5).
+    #[error("slow consumer")]
+    SlowConsumer {
+        /// The queue bound that was reached (`--max-buffer`).
+        max_buffer: usize,
+    },
 }
 
 impl ClientError {
@@ -81,6 +88,10 @@ impl ClientError {
                 "status": "error", "message": message,
                 "cause": {"pattern": pattern, "data": data}
             }),
+            ClientError::SlowConsumer { max_buffer } => json!({
+                "status": "error", "message": "Too slow: disconnected",
+                "cause": {"pattern": "delivery", "data": {"maxBuffer": max_buffer}}
+            }),
         }
     }
 
@@ -95,16 +106,20 @@ impl ClientError {
     }
 
     /// Send the `exception` event only (for what the server does on its own initiative,
-    /// such as a revocation).
-    pub fn emit(&self, socket: &SocketRef) {
-        if let Err(e) = socket.emit("exception", &self.body()) {
-            tracing::debug!(sid = %socket.id, error = %e, "could not send exception");
+    /// such as a revocation). False when the socket could not take it (full or closed).
+    pub fn emit(&self, socket: &Socket) -> bool {
+        match socket.emit("exception", &self.body()) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(sid = %socket.id, error = %e, "could not send exception");
+                false
+            }
         }
     }
 
     /// Send the error to the client: the `exception` event, and the ack if asked for, so
     /// `emitWithAck` never hangs.
-    pub fn reply(&self, socket: &SocketRef, ack: AckSender) {
+    pub fn reply(&self, socket: &Socket, ack: Ack) {
         self.emit(socket);
         if let Err(e) = ack.send(&self.ack_body()) {
             tracing::debug!(sid = %socket.id, error = %e, "could not send error ack");
@@ -113,7 +128,7 @@ impl ClientError {
 }
 
 /// Send a success answer: the event of the same name, and the ack if asked for.
-pub fn reply_ok(socket: &SocketRef, ack: AckSender, event: &'static str, text: &str) {
+pub fn reply_ok(socket: &Socket, ack: Ack, event: &'static str, text: &str) {
     if let Err(e) = socket.emit(event, text) {
         tracing::debug!(sid = %socket.id, error = %e, "could not send reply");
     }

@@ -4,8 +4,8 @@
 
 use std::{sync::Arc, time::Duration};
 
+use super::Socket;
 use serde_json::json;
-use socketioxide::extract::SocketRef;
 use tokio::{sync::watch, time::Instant};
 
 use crate::backplane::control::now_ms;
@@ -24,7 +24,7 @@ fn instant_of(exp: u64) -> Instant {
 }
 
 /// Set (or move) the socket's expiry to `exp`; `None` leaves things as they are.
-pub fn set(socket: &SocketRef, exp: Option<u64>) {
+pub fn set(socket: &Socket, exp: Option<u64>) {
     let Some(exp) = exp else { return };
     if let Some(Deadline(tx)) = socket.extensions.get::<Deadline>() {
         tx.send_replace(exp);
@@ -36,11 +36,11 @@ pub fn set(socket: &SocketRef, exp: Option<u64>) {
 }
 
 /// End the socket's timer (on disconnect).
-pub fn stop(socket: &SocketRef) {
+pub fn stop(socket: &Socket) {
     socket.extensions.remove::<Deadline>();
 }
 
-async fn watch_expiry(socket: SocketRef, mut rx: watch::Receiver<u64>) {
+async fn watch_expiry(socket: Socket, mut rx: watch::Receiver<u64>) {
     loop {
         let at = instant_of(*rx.borrow_and_update());
         tokio::select! {

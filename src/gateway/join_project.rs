@@ -3,8 +3,8 @@
 //! applied meanwhile, its answer may be stale, so the join checks again (see
 //! `gateway::revoke` for the order that makes this enough).
 
+use super::{Ack, Socket};
 use serde_json::Value;
-use socketioxide::extract::{AckSender, SocketRef};
 
 use super::{Gateway, error::ClientError, validate};
 use crate::auth::Identity;
@@ -13,7 +13,7 @@ use crate::auth::Identity;
 const MAX_ATTEMPTS: usize = 5;
 
 /// Handle a `join_project` event (`payload` is `None` when the client sent none).
-pub async fn handle(gw: &Gateway, socket: &SocketRef, payload: Option<Value>, ack: AckSender) {
+pub async fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: Ack) {
     let project = match validate::project_id(payload.as_ref()) {
         Ok(p) => p,
         Err(issues) => {

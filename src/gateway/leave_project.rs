@@ -1,13 +1,13 @@
 //! `leave_project {projectId}`: validate, leave the project's room (leaving a room the
 //! socket is not in is not an error, as in the seed gateway).
 
+use super::{Ack, Socket};
 use serde_json::Value;
-use socketioxide::extract::{AckSender, SocketRef};
 
 use super::{Gateway, error::ClientError, validate};
 
 /// Handle a `leave_project` event.
-pub fn handle(gw: &Gateway, socket: &SocketRef, payload: Option<Value>, ack: AckSender) {
+pub fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: Ack) {
     match validate::project_id(payload.as_ref()) {
         Ok(project) => {
             gw.membership.leave(socket, project);

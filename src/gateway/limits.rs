@@ -13,8 +13,8 @@ use std::{
     },
 };
 
+use super::Socket;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use socketioxide::extract::SocketRef;
 
 /// The `connect_error` message of a client refused because the replica is full.
 pub const TOO_MANY_CONNECTIONS: &str = "Too many connections";
@@ -51,7 +51,7 @@ impl Limits {
     }
 
     /// A socket connected: count it and give it its bucket.
-    pub fn on_connect(&self, socket: &SocketRef) {
+    pub fn on_connect(&self, socket: &Socket) {
         self.live.fetch_add(1, Ordering::Relaxed);
         if let Some(q) = self.quota {
             socket
@@ -66,7 +66,7 @@ impl Limits {
     }
 
     /// Take one token from the socket's bucket; `false` when the event must be refused.
-    pub fn admit_event(&self, socket: &SocketRef) -> bool {
+    pub fn admit_event(&self, socket: &Socket) -> bool {
         match socket.extensions.get::<Bucket>() {
             Some(b) if b.0.check().is_err() => {
                 metrics::counter!("wsgate_events_limited_total").increment(1);

@@ -12,7 +12,7 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use socketioxide::extract::SocketRef;
+use super::Socket;
 
 use crate::backplane::{Backplane, BackplaneError};
 
@@ -36,7 +36,7 @@ impl Membership {
     }
 
     /// Put `socket` in `room`. Completes once the room's fleet-wide updates will reach it.
-    pub async fn join(&self, socket: &SocketRef, room: &str) -> Result<(), BackplaneError> {
+    pub async fn join(&self, socket: &Socket, room: &str) -> Result<(), BackplaneError> {
         self.join_if(socket, room, || true).await.map(drop)
     }
 
@@ -45,7 +45,7 @@ impl Membership {
     /// `Ok(false)`: the check failed and nothing changed.
     pub async fn join_if(
         &self,
-        socket: &SocketRef,
+        socket: &Socket,
         room: &str,
         still_allowed: impl FnOnce() -> bool,
     ) -> Result<bool, BackplaneError> {
@@ -75,7 +75,7 @@ impl Membership {
     }
 
     /// Take `socket` out of `room` (nothing happens if it was not in it).
-    pub fn leave(&self, socket: &SocketRef, room: &str) {
+    pub fn leave(&self, socket: &Socket, room: &str) {
         let mut counts = self.counts();
         if !socket.rooms().iter().any(|r| r == room) {
             return;
@@ -86,7 +86,7 @@ impl Membership {
 
     /// Forget every room of a disconnecting socket (socketioxide removes it from the local
     /// adapter itself right after).
-    pub fn leave_all(&self, socket: &SocketRef) {
+    pub fn leave_all(&self, socket: &Socket) {
         let mut counts = self.counts();
         for room in socket.rooms() {
             socket.leave(room.clone());

@@ -3,13 +3,16 @@
 //! One file per client event (`message`, `join_project`, `leave_project`), the connect
 //! middleware in `connect`, payload validation in `validate`, the mapping of every error
 //! to the client contract in `error`, room reference counts in `membership`, and the
-//! delivery of what the backplane brings in `deliver`.
+//! delivery of what the backplane brings in `deliver`, through socketioxide with the
+//! per-socket overflow reports of `adapter`, and the disconnect of slow consumers in `evict`.
 
+pub mod adapter;
 mod auth_refresh;
 mod connect;
 mod deliver;
 mod drain;
 mod error;
+mod evict;
 pub mod expiry;
 mod join_project;
 mod leave_project;
@@ -23,21 +26,26 @@ pub mod validate;
 use std::sync::Arc;
 
 use serde_json::Value;
-use socketioxide::{
-    SocketIo,
-    extract::{AckSender, SocketRef, TryData},
-    handler::ConnectHandler,
-};
+use socketioxide::{extract::TryData, handler::ConnectHandler};
 
 use crate::{auth::Authenticator, authz::Authorizer, backplane::Backplane, shutdown::Shutdown};
+pub use adapter::{Adapter, Overflow, OverflowRx};
 pub use deliver::{
     broadcast as deliver_broadcast, broadcast_counted as deliver_broadcast_counted, run as deliver,
 };
 pub use drain::run as drain;
 pub use error::ClientError;
+pub use evict::run as evict;
 pub use limits::Limits;
 pub use membership::Membership;
 pub use sessions::{Limits as IdentityLimits, Sessions};
+
+/// The Socket.IO server of a replica (socketioxide with wsgate's [`Adapter`]).
+pub type Io = socketioxide::SocketIo<Adapter>;
+/// One connected client socket.
+pub type Socket = socketioxide::extract::SocketRef<Adapter>;
+/// The acknowledgement callback of a client event.
+pub type Ack = socketioxide::extract::AckSender<Adapter>;
 
 /// Everything the handlers share.
 pub struct Gateway {
@@ -102,7 +110,7 @@ impl Gateway {
 
     /// Count an inbound event under a bounded label and take a token from the socket's
     /// bucket. A refused event is answered (`exception` and ack) here and `None` returned.
-    fn admit(&self, socket: &SocketRef, event: &'static str, ack: AckSender) -> Option<AckSender> {
+    fn admit(&self, socket: &Socket, event: &'static str, ack: Ack) -> Option<Ack> {
         metrics::counter!("wsgate_events_received_total", "event" => event).increment(1);
         if self.limits.admit_event(socket) {
             return Some(ack);
@@ -112,17 +120,17 @@ impl Gateway {
     }
 
     /// Register the default namespace's middleware and handlers on `io`.
-    pub fn attach(self: &Arc<Self>, io: &SocketIo) {
+    pub fn attach(self: &Arc<Self>, io: &Io) {
         let on_connect = {
             let gw = self.clone();
-            move |socket: SocketRef| {
+            move |socket: Socket| {
                 on_connect(gw.clone(), socket);
                 async {}
             }
         };
         let middleware = {
             let gw = self.clone();
-            move |socket: SocketRef, auth: TryData<Value>| {
+            move |socket: Socket, auth: TryData<Value>| {
                 let result = connect::authenticate(&gw, &socket, auth);
                 async move { result }
             }
@@ -132,14 +140,14 @@ impl Gateway {
 }
 
 /// A handler that answers at once: `(gateway, socket, payload, ack)`.
-type PayloadHandler = fn(&Gateway, &SocketRef, Option<Value>, AckSender);
+type PayloadHandler = fn(&Gateway, &Socket, Option<Value>, Ack);
 
 /// Register `handle` for `event`, counted under the event's name and rate limited.
-fn on_payload(gw: &Arc<Gateway>, socket: &SocketRef, event: &'static str, handle: PayloadHandler) {
+fn on_payload(gw: &Arc<Gateway>, socket: &Socket, event: &'static str, handle: PayloadHandler) {
     let gw = gw.clone();
     socket.on(
         event,
-        move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
+        move |s: Socket, TryData(data): TryData<Value>, ack: Ack| {
             if let Some(ack) = gw.admit(&s, event, ack) {
                 handle(&gw, &s, data.ok(), ack);
             }
@@ -148,12 +156,12 @@ fn on_payload(gw: &Arc<Gateway>, socket: &SocketRef, event: &'static str, handle
     );
 }
 
-fn on_connect(gw: Arc<Gateway>, socket: SocketRef) {
+fn on_connect(gw: Arc<Gateway>, socket: Socket) {
     metrics::gauge!("wsgate_connections").increment(1.0);
     gw.limits.on_connect(&socket);
     {
         let gw = gw.clone();
-        socket.on("message", move |s: SocketRef, ack: AckSender| {
+        socket.on("message", move |s: Socket, ack: Ack| {
             if let Some(ack) = gw.admit(&s, "message", ack) {
                 message::handle(&s, ack);
             }
@@ -164,7 +172,7 @@ fn on_connect(gw: Arc<Gateway>, socket: SocketRef) {
         let gw = gw.clone();
         socket.on(
             "join_project",
-            move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
+            move |s: Socket, TryData(data): TryData<Value>, ack: Ack| {
                 let gw = gw.clone();
                 async move {
                     if let Some(ack) = gw.admit(&s, "join_project", ack) {
@@ -181,13 +189,13 @@ fn on_connect(gw: Arc<Gateway>, socket: SocketRef) {
     }
     {
         let gw = gw.clone();
-        socket.on_fallback(move |s: SocketRef, ack: AckSender| {
+        socket.on_fallback(move |s: Socket, ack: Ack| {
             // Unknown events are only counted (and limited); they have no handler.
             let _ = gw.admit(&s, "other", ack);
             async {}
         });
     }
-    socket.on_disconnect(move |s: SocketRef| {
+    socket.on_disconnect(move |s: Socket| {
         metrics::gauge!("wsgate_connections").decrement(1.0);
         gw.limits.on_disconnect();
         gw.membership.leave_all(&s);

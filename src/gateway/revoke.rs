@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use socketioxide::SocketIo;
+use super::Io;
 
 use super::{Gateway, error::ClientError};
 use crate::{
@@ -35,7 +35,7 @@ impl Revocations {
 }
 
 /// Apply a control message to this replica's sockets.
-pub async fn apply(io: &SocketIo, gw: &Gateway, control: Control) {
+pub async fn apply(io: &Io, gw: &Gateway, control: Control) {
     let Control::Revoke {
         user,
         project,

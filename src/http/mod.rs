@@ -32,9 +32,10 @@ struct AppState {
     metrics: Option<PrometheusHandle>,
 }
 
-/// The replica's router: Socket.IO plus the operational endpoints.
-pub fn router(
-    socketio: SocketIoLayer,
+/// The replica's router: Socket.IO (with whatever adapter the gateway chose) plus the
+/// operational endpoints.
+pub fn router<A: socketioxide::adapter::Adapter>(
+    socketio: SocketIoLayer<A>,
     readiness: Arc<dyn Readiness>,
     metrics: Option<PrometheusHandle>,
 ) -> Router {

@@ -1,0 +1,146 @@
+//! The socketioxide adapter of a replica: the local adapter, plus knowing *which* socket
+//! could not take a broadcast.
+//!
+//! socketioxide's local adapter serializes a broadcast once and queues the bytes on every
+//! matching socket, but when a socket's queue is full it only reports "some socket was full"
+//! (`BroadcastError::Socket(Vec<SocketError>)` names none), and its API has no way to send
+//! pre-encoded bytes to one socket. Without the socket's id a slow consumer cannot be
+//! disconnected, so it would lose messages in silence (DESIGN.md §5).
+//!
+//! This adapter keeps socketioxide's room registry ([`CoreLocalAdapter`]) and changes one
+//! thing: a non-volatile broadcast is handed to the matching sockets one at a time, so a
+//! full queue is reported with its socket id on the [`Overflow`] channel. The packet's
+//! arguments are still serialized once (by the broadcast operator, before the adapter sees
+//! them); what each recipient adds is the packet header around those bytes (one small copy:
+//! see `benches/fanout.rs` for its price). Volatile broadcasts keep the shared path: they may
+//! be skipped, so there is nothing to report.
+
+use std::{future, sync::Arc, time::Duration};
+
+use socketioxide::{BroadcastError, SocketError, adapter::Emitter};
+use socketioxide_core::{
+    Sid,
+    adapter::{
+        BroadcastFlags, BroadcastOptions, CoreAdapter, CoreLocalAdapter, DefinedAdapter,
+        SocketEmitter,
+    },
+    packet::Packet,
+};
+use tokio::sync::mpsc;
+
+/// How many overflow reports wait for the eviction task before new ones are dropped. A
+/// dropped report is not lost for good: the socket overflows again on the next broadcast
+/// and is reported then.
+pub const OVERFLOW_CAPACITY: usize = 4096;
+
+/// Where the adapter reports sockets whose queue was full (the adapter's shared state);
+/// nowhere in `--slow-consumer drop` mode, which keeps socketioxide's shared-bytes path.
+#[derive(Clone, Debug)]
+pub struct Overflow {
+    tx: Option<mpsc::Sender<Sid>>,
+}
+
+/// The receiving end of [`Overflow`], read by [`super::evict`].
+pub type OverflowRx = mpsc::Receiver<Sid>;
+
+impl Overflow {
+    /// A report channel and its receiver.
+    pub fn channel() -> (Overflow, OverflowRx) {
+        let (tx, rx) = mpsc::channel(OVERFLOW_CAPACITY);
+        (Overflow { tx: Some(tx) }, rx)
+    }
+
+    /// No reports: a full queue only loses the update (counted by the delivery).
+    pub fn ignore() -> Overflow {
+        Overflow { tx: None }
+    }
+
+    /// Report `sid` without waiting: the adapter runs inside a broadcast and must not block.
+    fn report(tx: &mpsc::Sender<Sid>, sid: Sid) {
+        if tx.try_send(sid).is_err() {
+            metrics::counter!("wsgate_overflow_reports_dropped_total").increment(1);
+        }
+    }
+}
+
+/// socketioxide's local adapter with per-socket overflow reports.
+pub struct Adapter {
+    local: CoreLocalAdapter<Emitter>,
+    overflow: Overflow,
+}
+
+impl CoreAdapter<Emitter> for Adapter {
+    type Error = std::convert::Infallible;
+    type State = Overflow;
+    type AckStream = <Emitter as SocketEmitter>::AckStream;
+    type InitRes = ();
+
+    fn new(state: &Overflow, local: CoreLocalAdapter<Emitter>) -> Self {
+        Adapter {
+            local,
+            overflow: state.clone(),
+        }
+    }
+
+    fn init(self: Arc<Self>, on_success: impl FnOnce() + Send + 'static) {
+        on_success();
+    }
+
+    fn broadcast(
+        &self,
+        packet: Packet,
+        opts: BroadcastOptions,
+    ) -> impl Future<Output = Result<(), BroadcastError>> + Send {
+        future::ready(self.send_each(packet, opts))
+    }
+
+    async fn broadcast_with_ack(
+        &self,
+        packet: Packet,
+        opts: BroadcastOptions,
+        timeout: Option<Duration>,
+    ) -> Result<Self::AckStream, Self::Error> {
+        Ok(self.local.broadcast_with_ack(packet, opts, timeout).0)
+    }
+
+    fn get_local(&self) -> &CoreLocalAdapter<Emitter> {
+        &self.local
+    }
+}
+
+impl DefinedAdapter for Adapter {}
+
+impl Adapter {
+    /// Queue `packet` on every socket `opts` selects, reporting each full queue by id.
+    fn send_each(&self, packet: Packet, opts: BroadcastOptions) -> Result<(), BroadcastError> {
+        let tx = match self.overflow.tx.as_ref() {
+            Some(tx) if !opts.has_flag(BroadcastFlags::Volatile) => tx,
+            _ => {
+                return self
+                    .local
+                    .broadcast(packet, opts)
+                    .map_err(BroadcastError::from);
+            }
+        };
+        let mut errors = Vec::new();
+        for sid in self.local.sockets(opts) {
+            // Options naming only a socket id select exactly that socket.
+            if let Err(errs) = self
+                .local
+                .broadcast(packet.clone(), BroadcastOptions::new(sid))
+            {
+                for e in errs {
+                    if matches!(e, SocketError::InternalChannelFull) {
+                        Overflow::report(tx, sid);
+                    }
+                    errors.push(e);
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(BroadcastError::Socket(errors))
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Overload (DESIGN.md §5): a socket that stops reading is disconnected with a reason and
+//! counted, never left to miss updates in silence, and the members that keep reading get
+//! every update in order.
+//!
+//! The slow client is a raw Engine.IO websocket client with a tiny receive buffer, so that
+//! it can simply stop reading; the healthy one is the usual `rust_socketio` client.
+//!
+//! Run: `cargo test --test overload` (needs `redis-server` on PATH).
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value as Json, json};
+use support::redis::{RedisServer, emitter_channel, emitter_message};
+use support::{Gateway, Transport, client::connect_token, run_bounded};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::timeout;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream, client_async,
+    tungstenite::{Message, client::IntoClientRequest},
+};
+
+/// Updates published back to back: far more than the slow client's TCP buffers and its
+/// queue of `MAX_BUFFER` packets hold, so its queue must overflow.
+const UPDATES: usize = 8_000;
+const MAX_BUFFER: &str = "256";
+const PAD: usize = 1_000;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A raw Engine.IO v4 websocket client, connected to `/` and joined to `project`.
+async fn raw_member(addr: std::net::SocketAddr, token: &str, project: &str) -> Ws {
+    let socket = TcpSocket::new_v4().expect("socket");
+    // Small buffers: once the client stops reading, the server's writes stall quickly.
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let stream = socket.connect(addr).await.expect("connect");
+    let mut req = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("authorization", token.parse().expect("header"));
+    let (mut ws, _) = client_async(req, MaybeTlsStream::Plain(stream))
+        .await
+        .expect("websocket handshake");
+    expect_text(&mut ws, |t| t.starts_with('0')).await;
+    ws.send(Message::text("40")).await.expect("send connect");
+    expect_text(&mut ws, |t| t.starts_with("40")).await;
+    let join = json!(["join_project", {"projectId": project}]);
+    ws.send(Message::text(format!("421{join}")))
+        .await
+        .expect("send join");
+    expect_text(&mut ws, |t| t.starts_with("431")).await;
+    ws
+}
+
+/// Read until a text frame satisfies `want`, answering pings; panics after 5 s.
+async fn expect_text(ws: &mut Ws, want: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let frame = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("expected frame in time")
+            .expect("stream open")
+            .expect("frame");
+        if let Message::Text(t) = frame {
+            if t.as_str() == "2" {
+                ws.send(Message::text("3")).await.expect("pong");
+                continue;
+            }
+            if want(t.as_str()) {
+                return t.to_string();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_consumer_is_told_and_disconnected_others_get_everything() {
+    run_bounded(Duration::from_secs(120), async {
+        let redis = RedisServer::start().await;
+        let url = redis.url();
+        let gw = Gateway::start(&[
+            "--redis-url",
+            &url,
+            "--max-buffer",
+            MAX_BUFFER,
+            // No heartbeat during the test: the eviction, not a ping timeout, must end it.
+            "--ping-interval",
+            "120s",
+        ])
+        .await;
+        let mut slow = raw_member(gw.addr, "valid-token-1", "project_one").await;
+        let mut healthy = connect_token(&gw.url(), Transport::Websocket, "valid-token-1").await;
+        healthy.join("project_one").await;
+
+        let pad = "x".repeat(PAD);
+        let channel = emitter_channel(&["project_one"]);
+        for chunk in (0..UPDATES).collect::<Vec<_>>().chunks(200) {
+            let msgs: Vec<(String, Vec<u8>)> = chunk
+                .iter()
+                .map(|i| {
+                    let args = [json!({"seq": i, "pad": pad})];
+                    (
+                        channel.clone(),
+                        emitter_message("update", &args, &["project_one"], &[]),
+                    )
+                })
+                .collect();
+            redis.publish_many(&msgs).await;
+            // Paced so that a client that reads keeps up with a queue of MAX_BUFFER.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // Every reading member gets every update, in order.
+        let got = healthy
+            .collect("update", UPDATES, Duration::from_secs(60))
+            .await;
+        let seqs: Vec<u64> = got
+            .iter()
+            .map(|args| args[0]["seq"].as_u64().expect("seq"))
+            .collect();
+        assert_eq!(seqs, (0..UPDATES as u64).collect::<Vec<_>>());
+
+        // The slow consumer was counted and logged.
+        let metrics = support::poll_until(
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || async {
+                let (_, body) = gw.get("/metrics").await.ok()?;
+                body.lines()
+                    .find(|l| l.starts_with("wsgate_slow_consumer_disconnects_total "))
+                    .filter(|l| !l.ends_with(" 0"))
+                    .map(str::to_owned)
+            },
+        )
+        .await;
+        assert_eq!(
+            metrics.as_deref(),
+            Some("wsgate_slow_consumer_disconnects_total 1"),
+            "{}",
+            gw.stderr_tail()
+        );
+        assert!(
+            gw.stderr_tail().contains("slow consumer"),
+            "{}",
+            gw.stderr_tail()
+        );
+
+        // When it reads again: a gap-free prefix of the updates, then the reason, then the
+        // disconnect; nothing after it.
+        let mut seen = Vec::new();
+        let mut reason = None;
+        loop {
+            let frame = timeout(Duration::from_secs(10), slow.next()).await;
+            let text = match frame {
+                Ok(Some(Ok(Message::Text(t)))) => t.to_string(),
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break,
+                Ok(Some(Ok(_))) => continue,
+                Err(_) => panic!(
+                    "slow client: no disconnect within 10 s after {} updates",
+                    seen.len()
+                ),
+            };
+            if text == "41" {
+                break;
+            }
+            let Some(body) = text.strip_prefix("42") else {
+                continue;
+            };
+            let v: Json = serde_json::from_str(body).expect("event JSON");
+            assert!(reason.is_none(), "an event after the reason: {v}");
+            match v[0].as_str() {
+                Some("update") => seen.push(v[1]["seq"].as_u64().expect("seq")),
+                Some("exception") => reason = Some(v[1].clone()),
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+        assert_eq!(
+            reason,
+            Some(
+                json!({"status": "error", "message": "Too slow: disconnected",
+                "cause": {"pattern": "delivery", "data": {"maxBuffer": 256}}})
+            ),
+            "after {} updates",
+            seen.len()
+        );
+        assert!(
+            !seen.is_empty() && seen.len() < UPDATES,
+            "{} updates",
+            seen.len()
+        );
+        assert_eq!(
+            seen,
+            (0..seen.len() as u64).collect::<Vec<_>>(),
+            "a gap-free prefix"
+        );
+    })
+    .await;
+}
