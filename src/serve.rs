@@ -115,6 +115,7 @@ pub async fn run(
         io.clone(),
         gateway.clone(),
         inbound,
+        cfg.coalesce_window,
     ));
     if let Some(reports) = overflows {
         tokio::spawn(crate::gateway::evict(

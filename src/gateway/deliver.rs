@@ -3,7 +3,7 @@
 //! A broadcast is serialized once by socketioxide's local adapter and the same bytes are
 //! queued on every matching socket; nothing here allocates per recipient.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
 use socketioxide::{BroadcastError, SocketError};
@@ -17,13 +17,30 @@ use crate::{
 };
 
 /// Consume the backplane's inbound channel until it closes.
-pub async fn run(io: Io, gw: Arc<Gateway>, mut inbound: InboundRx) {
-    while let Some(msg) = inbound.recv().await {
-        match msg {
-            Inbound::Broadcast(b) => deliver(&io, b, Some(&gw.membership)).await,
-            Inbound::Request(r) => on_request(&io, &gw, r).await,
-            Inbound::Control(c) => super::revoke::apply(&io, &gw, c).await,
+///
+/// Whatever is waiting is handled in one go, without yielding in between, so a socket's
+/// writer task wakes once for all the packets of a burst and writes them with one flush
+/// (engineioxide drains its queue before flushing). With a `window` above zero, each batch
+/// first waits that long for more messages: at most `window` of added latency, in exchange
+/// for fewer writes, syscalls and TCP segments per delivery when updates come often
+/// (`--coalesce-window`; BENCHMARKS.md has its measured effect).
+pub async fn run(io: Io, gw: Arc<Gateway>, mut inbound: InboundRx, window: Duration) {
+    while let Some(first) = inbound.recv().await {
+        if !window.is_zero() {
+            tokio::time::sleep(window).await;
         }
+        handle(&io, &gw, first).await;
+        while let Ok(msg) = inbound.try_recv() {
+            handle(&io, &gw, msg).await;
+        }
+    }
+}
+
+async fn handle(io: &Io, gw: &Gateway, msg: Inbound) {
+    match msg {
+        Inbound::Broadcast(b) => deliver(io, b, Some(&gw.membership)).await,
+        Inbound::Request(r) => on_request(io, gw, r).await,
+        Inbound::Control(c) => super::revoke::apply(io, gw, c).await,
     }
 }
 
