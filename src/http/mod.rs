@@ -4,6 +4,7 @@
 //! CORS) and [`demo`] (the demo page at `/`).
 
 pub mod demo;
+mod detach;
 pub mod origin;
 
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub fn router<A: socketioxide::adapter::Adapter>(
         .route("/metrics", get(render_metrics))
         .with_state(AppState { readiness, metrics })
         .layer(socketio)
+        // Outside socketioxide, so it sees the copied head (http/detach.rs).
+        .layer(axum::middleware::from_fn(detach::detach_head))
 }
 
 async fn healthz() -> &'static str {
