@@ -82,7 +82,7 @@ rows = [
 def get(r, k):
     return r[k[0]][k[1]] if isinstance(k, tuple) else r[k]
 lines = [
-  "# wsgate benchmarks", "",
+  "## Side by side with the NestJS fleet", "",
   f"Side-by-side run of `benches/fleet.sh` (CLIENTS={clients} RATE={rate} DURATION={duration}) on "
   f"{datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; {platform.machine()}, {subprocess.run(['nproc'],capture_output=True,text=True).stdout.strip()} cores; "
   f"{ver(['rustc','--version'])}; node {ver(['node','--version'])}; {ver(['redis-server','--version'])}.", "",
@@ -97,7 +97,18 @@ for name, fmt, key in rows:
         a, b = get(n, key), get(w, key)
         ratio = f"{b/a:.2f}" if a else ""
     lines.append(f"| {name} | {fmt(n)} | {fmt(w)} | {ratio} |")
-lines += ["", "Raw reports: `target/bench/nestjs.json`, `target/bench/wsgate.json`.", ""]
-open(out, "w").write("\n".join(lines))
+lines += ["", "Raw reports: `target/bench/nestjs.json`, `target/bench/wsgate.json`."]
+# Only the section between the markers is rewritten; the rest of the file is kept.
+begin, end = "<!-- fleet.sh:begin -->", "<!-- fleet.sh:end -->"
+section = "\n".join([begin] + lines + [end])
+try:
+    old = open(out).read()
+except FileNotFoundError:
+    old = ""
+if begin in old and end in old:
+    text = old[:old.index(begin)] + section + old[old.index(end) + len(end):]
+else:
+    text = section + "\n" + old
+open(out, "w").write(text)
 print("\n".join(lines))
 PY
