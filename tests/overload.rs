@@ -30,11 +30,19 @@ const PAD: usize = 1_000;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// A raw Engine.IO v4 websocket client, connected to `/` and joined to `project`.
-async fn raw_member(addr: std::net::SocketAddr, token: &str, project: &str) -> Ws {
+/// A raw Engine.IO v4 websocket client, connected to `/` and joined to `project`; with
+/// `small_buffer`, its receive buffer is 4 KB, so that once it stops reading the server's
+/// writes stall quickly.
+async fn raw_member(
+    addr: std::net::SocketAddr,
+    token: &str,
+    project: &str,
+    small_buffer: bool,
+) -> Ws {
     let socket = TcpSocket::new_v4().expect("socket");
-    // Small buffers: once the client stops reading, the server's writes stall quickly.
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    if small_buffer {
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    }
     let stream = socket.connect(addr).await.expect("connect");
     let mut req = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket")
         .into_client_request()
@@ -91,7 +99,7 @@ async fn slow_consumer_is_told_and_disconnected_others_get_everything() {
             "120s",
         ])
         .await;
-        let mut slow = raw_member(gw.addr, "valid-token-1", "project_one").await;
+        let mut slow = raw_member(gw.addr, "valid-token-1", "project_one", true).await;
         let mut healthy = connect_token(&gw.url(), Transport::Websocket, "valid-token-1").await;
         healthy.join("project_one").await;
 
@@ -195,6 +203,75 @@ async fn slow_consumer_is_told_and_disconnected_others_get_everything() {
             seen,
             (0..seen.len() as u64).collect::<Vec<_>>(),
             "a gap-free prefix"
+        );
+    })
+    .await;
+}
+
+/// Read `n` `update` events from a raw client, answering pings; their `seq` values in order.
+async fn read_updates(mut ws: Ws, n: usize) -> Vec<u64> {
+    let mut seqs = Vec::with_capacity(n);
+    while seqs.len() < n {
+        let Some(Ok(frame)) = ws.next().await else {
+            break;
+        };
+        let Message::Text(t) = frame else { continue };
+        if t.as_str() == "2" {
+            let _ = ws.send(Message::text("3")).await;
+            continue;
+        }
+        let Some(body) = t.as_str().strip_prefix("42") else {
+            continue;
+        };
+        let v: Json = serde_json::from_str(body).expect("event JSON");
+        if v[0] == "update" {
+            seqs.push(v[1]["seq"].as_u64().expect("seq"));
+        } else {
+            // Anything else (an `exception`) ends the reading: the test reports it.
+            break;
+        }
+    }
+    seqs
+}
+
+/// DESIGN.md §5's burst: 1 KB updates published back to back to a room whose members keep
+/// reading: every member gets every update in order, none is taken for a slow consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_reaches_every_reading_member_in_order() {
+    const MEMBERS: usize = 20;
+    const BURST: usize = 20_000;
+    run_bounded(Duration::from_secs(180), async {
+        let redis = RedisServer::start().await;
+        let gw = Gateway::start(&["--redis-url", &redis.url()]).await;
+        let mut readers = Vec::new();
+        for _ in 0..MEMBERS {
+            let ws = raw_member(gw.addr, "valid-token-1", "project_one", false).await;
+            readers.push(tokio::spawn(read_updates(ws, BURST)));
+        }
+        let pad = "x".repeat(PAD);
+        let channel = emitter_channel(&["project_one"]);
+        let msgs: Vec<(String, Vec<u8>)> = (0..BURST)
+            .map(|i| {
+                let args = [json!({"seq": i, "pad": pad})];
+                (
+                    channel.clone(),
+                    emitter_message("update", &args, &["project_one"], &[]),
+                )
+            })
+            .collect();
+        redis.publish_many(&msgs).await;
+        for r in readers {
+            let seqs = timeout(Duration::from_secs(150), r)
+                .await
+                .expect("members read the burst in time")
+                .expect("reader task");
+            assert_eq!(seqs.len(), BURST, "{}", gw.stderr_tail());
+            assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "in order");
+        }
+        let (_, metrics) = gw.get("/metrics").await.expect("metrics");
+        assert!(
+            metrics.contains("wsgate_slow_consumer_disconnects_total 0"),
+            "{metrics}"
         );
     })
     .await;
