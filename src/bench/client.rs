@@ -2,10 +2,7 @@
 //! per received message than any full client library, so the generator does not become the
 //! bottleneck it measures.
 
-use std::sync::{Arc, Mutex, PoisonError};
-
 use futures_util::{SinkExt, StreamExt};
-use hdrhistogram::Histogram;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{BenchError, Clock};
@@ -90,35 +87,41 @@ impl Client {
         Ok(Self { ws, room })
     }
 
-    /// Read updates until the connection closes or `stop` fires, recording latency into
-    /// the shared histogram (locked briefly per message).
+    /// Read updates until the connection closes or `stop` fires. Latencies (µs) are kept
+    /// in the client's own list and merged into the histogram once at the end: a shared,
+    /// locked histogram per message cost more than the message itself.
     pub async fn read(
         mut self,
         clock: Clock,
-        hist: Arc<Mutex<Histogram<u64>>>,
         mut stop: tokio::sync::watch::Receiver<bool>,
-    ) -> Tally {
+    ) -> (Tally, Vec<u32>) {
         let mut tally = Tally::default();
+        let mut latencies = Vec::new();
         let mut seen: Vec<u64> = Vec::new();
         let mut last = 0u64;
+        let stopped = stop.changed();
+        tokio::pin!(stopped);
         loop {
             let m = tokio::select! {
+                biased;
                 m = self.ws.next() => m,
-                _ = stop.changed() => break,
+                _ = &mut stopped => break,
             };
-            let Some(Ok(m)) = m else { break };
-            let Some(t) = text(m) else { continue };
-            if t == "2" {
+            let Some(Ok(Message::Text(t))) = m else {
+                match m {
+                    Some(Ok(_)) => continue,
+                    _ => break,
+                }
+            };
+            if t.as_str() == "2" {
                 let _ = self.ws.send(Message::text("3")).await;
                 continue;
             }
-            let Some((seq, sent_us)) = parse_update(&t) else {
+            let Some((seq, sent_us)) = parse_update(t.as_str()) else {
                 continue;
             };
-            let now = clock.micros();
-            let mut h = hist.lock().unwrap_or_else(PoisonError::into_inner);
-            let _ = h.record(now.saturating_sub(sent_us).max(1));
-            drop(h);
+            let latency = clock.micros().saturating_sub(sent_us).max(1);
+            latencies.push(u32::try_from(latency).unwrap_or(u32::MAX));
             tally.received += 1;
             if seq <= last && tally.received > 1 {
                 tally.out_of_order += 1;
@@ -136,7 +139,7 @@ impl Client {
             seen[idx] += 1;
         }
         let _ = self.ws.close(None).await;
-        tally
+        (tally, latencies)
     }
 }
 

@@ -10,7 +10,7 @@ mod client;
 pub mod procstat;
 
 use std::{
-    sync::{Arc, Mutex, PoisonError},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -144,19 +144,18 @@ async fn measure(cfg: &BenchConfig) -> Result<serde_json::Value, BenchError> {
         .clone()
         .ok_or_else(|| BenchError::Config("fanout mode needs --redis-url".into()))?;
     let clock = Clock(Instant::now());
-    let hist = Arc::new(Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)
-            .map_err(|e| BenchError::Config(e.to_string()))?,
-    ));
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)
+        .map_err(|e| BenchError::Config(e.to_string()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut readers = Vec::with_capacity(connected);
     for c in clients {
         let room = c.room;
-        let h = tokio::spawn(c.read(clock, hist.clone(), stop_rx.clone()));
+        let h = tokio::spawn(c.read(clock, stop_rx.clone()));
         readers.push((room, h));
     }
 
     let cpu_before = procstat::total(&cfg.pids);
+    let own_before = procstat::sample(std::process::id()).unwrap_or_default();
     // The publisher gets a thread and runtime of its own: sharing the readers' runtime,
     // its ticks were starved exactly when the fleet delivered fastest.
     let pcfg = cfg.clone();
@@ -180,12 +179,16 @@ async fn measure(cfg: &BenchConfig) -> Result<serde_json::Value, BenchError> {
     // Let the last updates arrive, then stop the readers.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cpu_after = procstat::total(&cfg.pids);
+    let own_after = procstat::sample(std::process::id()).unwrap_or_default();
     let _ = stop_tx.send(true);
 
     let (mut received, mut distinct, mut dups, mut ooo, mut expected) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
     for (room, h) in readers {
-        if let Ok(t) = h.await {
+        if let Ok((t, latencies)) = h.await {
+            for l in latencies {
+                let _ = hist.record(u64::from(l));
+            }
             received += t.received;
             distinct += t.distinct;
             dups += t.duplicates;
@@ -193,7 +196,7 @@ async fn measure(cfg: &BenchConfig) -> Result<serde_json::Value, BenchError> {
         }
         expected += published[room];
     }
-    let h = hist.lock().unwrap_or_else(PoisonError::into_inner);
+    let h = &hist;
     let cpu = cpu_after.cpu_seconds - cpu_before.cpu_seconds;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     report["rate_per_second"] = json!(cfg.rate);
@@ -215,6 +218,15 @@ async fn measure(cfg: &BenchConfig) -> Result<serde_json::Value, BenchError> {
         0.0
     });
     report["server_rss_bytes"] = json!(cpu_after.rss_bytes);
+    // The generator's own cost, so a reader can see it is far below the fleet's (it shares
+    // the machine's cores with the fleet under test).
+    let own = own_after.cpu_seconds - own_before.cpu_seconds;
+    report["generator_cpu_seconds"] = json!(own);
+    report["generator_cpu_us_per_delivery"] = json!(if received > 0 {
+        own * 1e6 / received as f64
+    } else {
+        0.0
+    });
     Ok(report)
 }
 
