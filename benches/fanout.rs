@@ -47,6 +47,7 @@ fn main_fixture(rt: &tokio::runtime::Runtime) -> Fixture {
             except: vec![],
             volatile: false,
             sent_at: None,
+            position: None,
         };
         Fixture {
             io,

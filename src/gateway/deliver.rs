@@ -8,17 +8,34 @@ use std::sync::Arc;
 use serde_json::json;
 use socketioxide::{BroadcastError, SocketError, SocketIo, extract::SocketRef};
 
-use super::{Gateway, Membership};
+use super::{
+    Gateway, Membership,
+    recover::{self, Recovering, with_position},
+};
 use crate::{
     auth::Identity,
-    backplane::{Broadcast, Inbound, InboundRx, Request, RequestKind, request},
+    backplane::{Args, Broadcast, Inbound, InboundRx, Request, RequestKind, request},
 };
 
-/// Consume the backplane's inbound channel until it closes.
+/// Consume the backplane's inbound channel until it closes. Recovery steps (see
+/// `recover`) run here too, between two deliveries, so none of them races a fan-out.
 pub async fn run(io: SocketIo, gw: Arc<Gateway>, mut inbound: InboundRx) {
-    while let Some(msg) = inbound.recv().await {
+    let mut recovering = Recovering::default();
+    let mut commands = gw.recover.take();
+    loop {
+        let msg = tokio::select! {
+            biased;
+            Some(c) = async { commands.as_mut()?.recv().await } => {
+                recovering.apply(&io, c);
+                continue;
+            }
+            msg = inbound.recv() => msg,
+        };
+        let Some(msg) = msg else { return };
         match msg {
-            Inbound::Broadcast(b) => deliver(&io, b, Some(&gw.membership)).await,
+            Inbound::Broadcast(b) => {
+                deliver(&io, b, Some(&gw.membership), Some(&mut recovering)).await
+            }
             Inbound::Request(r) => on_request(&io, &gw, r).await,
             Inbound::Control(c) => super::revoke::apply(&io, &gw, c).await,
         }
@@ -30,33 +47,25 @@ pub async fn run(io: SocketIo, gw: Arc<Gateway>, mut inbound: InboundRx) {
 /// `dropped_closed`, and `volatile` for volatile messages, whose skips socketioxide does
 /// not report), the fan-out time, and the publish-to-socket latency when stamped.
 pub async fn broadcast(io: &SocketIo, b: Broadcast) {
-    deliver(io, b, None).await
+    deliver(io, b, None, None).await
 }
 
 /// Deliver one broadcast as the gateway's delivery task does: the sent count of a one-room
 /// broadcast comes from `membership`'s reference counts instead of a second adapter query.
 pub async fn broadcast_counted(io: &SocketIo, b: Broadcast, membership: &Membership) {
-    deliver(io, b, Some(membership)).await
+    deliver(io, b, Some(membership), None).await
 }
 
-/// [`broadcast`], counting the matching sockets from `membership`'s room counts when the
-/// broadcast targets one room with no exceptions (the common case: O(1)); otherwise the
-/// adapter is asked for the matching sockets a second time, which the fan-out bench
-/// measures at about +40% on 1,000 sockets.
-async fn deliver(io: &SocketIo, b: Broadcast, membership: Option<&Membership>) {
-    let started = std::time::Instant::now();
-    let matched = match (membership, b.rooms.as_slice()) {
-        (Some(m), [room]) if b.except.is_empty() => m.count(room),
-        _ => io
-            .to(b.rooms.clone())
-            .except(b.except.clone())
-            .sockets()
-            .len(),
-    };
-    let ops = io.to(b.rooms).except(b.except);
-    let ops = if b.volatile { ops.volatile() } else { ops };
+/// Emit through `ops`; returns how many sockets were full and closed.
+async fn emit(
+    ops: socketioxide::operators::BroadcastOperators<socketioxide::adapter::LocalAdapter>,
+    volatile: bool,
+    event: &str,
+    args: &Args,
+) -> (u64, u64) {
+    let ops = if volatile { ops.volatile() } else { ops };
     let (mut full, mut closed) = (0u64, 0u64);
-    if let Err(e) = ops.emit(&b.event, &b.args).await {
+    if let Err(e) = ops.emit(event, args).await {
         match &e {
             BroadcastError::Socket(errors) => {
                 for err in errors {
@@ -70,13 +79,66 @@ async fn deliver(io: &SocketIo, b: Broadcast, membership: Option<&Membership>) {
         }
         tracing::debug!(error = %e, "some sockets did not take a broadcast");
     }
+    (full, closed)
+}
+
+/// [`broadcast`], counting the matching sockets from `membership`'s room counts when the
+/// broadcast targets one room with no exceptions (the common case: O(1)); otherwise the
+/// adapter is asked for the matching sockets a second time, which the fan-out bench
+/// measures at about +40% on 1,000 sockets.
+async fn deliver(
+    io: &SocketIo,
+    b: Broadcast,
+    membership: Option<&Membership>,
+    recovering: Option<&mut Recovering>,
+) {
+    let started = std::time::Instant::now();
+    let matched = match (membership, b.rooms.as_slice()) {
+        (Some(m), [room]) if b.except.is_empty() => m.count(room),
+        _ => io
+            .to(b.rooms.clone())
+            .except(b.except.clone())
+            .sockets()
+            .len(),
+    };
+    let has_pending = match (recovering, b.rooms.as_slice()) {
+        (Some(r), [room]) if r.has(room) => {
+            r.buffer(room, &b);
+            true
+        }
+        _ => false,
+    };
+    let (volatile, sent_at) = (b.volatile, b.sent_at);
+    let (full, closed) = match (b.rooms.as_slice(), &b.position) {
+        // A one-room update with a position: opted-in sockets get it with `{epoch, offset}`
+        // (one encode), the others as always (a second encode); recovering sockets get it
+        // later from their buffer.
+        ([room], Some(position)) => {
+            let opted = recover::opted_room(room);
+            let to_opted = io.to(opted.clone()).except(b.except.clone());
+            let args = with_position(&b.args, position);
+            let a = emit(to_opted, volatile, &b.event, &args).await;
+            let mut except = b.except;
+            except.push(opted);
+            except.push(recover::pending_room(room));
+            let z = emit(io.to(b.rooms).except(except), volatile, &b.event, &b.args).await;
+            (a.0 + z.0, a.1 + z.1)
+        }
+        // Recovering sockets get it from their buffer.
+        ([room], None) if has_pending => {
+            let mut except = b.except;
+            except.push(recover::pending_room(room));
+            emit(io.to(b.rooms).except(except), volatile, &b.event, &b.args).await
+        }
+        _ => emit(io.to(b.rooms).except(b.except), volatile, &b.event, &b.args).await,
+    };
     let matched = matched as u64;
     let deliveries = |outcome: &'static str, n: u64| {
         if n > 0 {
             metrics::counter!("wsgate_deliveries_total", "outcome" => outcome).increment(n);
         }
     };
-    if b.volatile {
+    if volatile {
         deliveries("volatile", matched);
     } else {
         deliveries("sent", matched.saturating_sub(full + closed));
@@ -84,7 +146,7 @@ async fn deliver(io: &SocketIo, b: Broadcast, membership: Option<&Membership>) {
         deliveries("dropped_closed", closed);
     }
     metrics::histogram!("wsgate_fanout_seconds").record(started.elapsed().as_secs_f64());
-    if let Some(sent_at) = b.sent_at
+    if let Some(sent_at) = sent_at
         && matched > 0
     {
         let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e6;
@@ -117,7 +179,12 @@ fn details(s: &SocketRef) -> request::SocketDetails {
             "xdomain": false,
             "secure": false,
         }),
-        rooms: s.rooms().into_iter().map(|r| r.to_string()).collect(),
+        rooms: s
+            .rooms()
+            .into_iter()
+            .filter(|r| !recover::is_internal(r))
+            .map(|r| r.to_string())
+            .collect(),
         data: json!({ "userId": user }),
     }
 }
@@ -162,7 +229,7 @@ async fn on_request(io: &SocketIo, gw: &Gateway, r: Request) {
             id.map(request::server_side_emit_response)
         }
         (RequestKind::BroadcastWithAck(b), id) => {
-            deliver(io, b.clone(), Some(&gw.membership)).await;
+            deliver(io, b.clone(), Some(&gw.membership), None).await;
             id.map(request::client_count_response)
         }
         _ => None,
