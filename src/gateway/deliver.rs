@@ -116,7 +116,7 @@ async fn deliver(
         ([room], Some(position)) => {
             let opted = recover::opted_room(room);
             let to_opted = io.to(opted.clone()).except(b.except.clone());
-            let args = with_position(&b.args, position);
+            let args = with_position(&b.args, position, room);
             let a = emit(to_opted, volatile, &b.event, &args).await;
             let mut except = b.except;
             except.push(opted);

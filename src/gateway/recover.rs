@@ -50,11 +50,17 @@ pub fn is_internal(room: &str) -> bool {
     room.starts_with('\u{1}')
 }
 
-/// The arguments of a positioned update for opted-in sockets: its own, then `{epoch, offset}`.
-pub fn with_position(args: &Args, position: &Position) -> Args {
+/// The arguments of a positioned update for opted-in sockets: its own, then
+/// `{projectId, epoch, offset}` (the project, so a client in several rooms knows which
+/// position moved).
+pub fn with_position(args: &Args, position: &Position, room: &str) -> Args {
     let mut v = Vec::with_capacity(args.0.len() + 1);
     v.extend(args.0.iter().cloned());
-    v.push(position.to_msgpack());
+    v.push(rmpv::Value::Map(vec![
+        ("projectId".into(), room.into()),
+        ("epoch".into(), position.epoch.as_str().into()),
+        ("offset".into(), position.offset.to_string().into()),
+    ]));
     Args(v)
 }
 
@@ -192,6 +198,12 @@ impl Recovering {
         }
     }
 
+    fn pending_of(&self, room: &str, sid: Sid) -> bool {
+        self.pending
+            .get(room)
+            .is_some_and(|l| l.iter().any(|(s, _)| *s == sid))
+    }
+
     fn take(&mut self, room: &str, sid: Sid) -> Vec<Broadcast> {
         let Some(list) = self.pending.get_mut(room) else {
             return Vec::new();
@@ -249,12 +261,16 @@ impl Recovering {
             .chain(buffered.iter().filter(|b| after(b, head.as_ref())))
         {
             let sent = match &b.position {
-                Some(p) => socket.emit(b.event.as_str(), &with_position(&b.args, p)),
+                Some(p) => socket.emit(b.event.as_str(), &with_position(&b.args, p, &room)),
                 None => socket.emit(b.event.as_str(), &b.args),
             };
             if let Err(e) = sent {
                 tracing::debug!(sid = %socket.id, error = %e, "could not send a recovered update");
             }
+        }
+        if self.pending_of(&room, socket.id) {
+            // Another recovery of this room by this socket is under way: it goes live.
+            return;
         }
         socket.leave(pending_room(&room));
         // A socket that left the room meanwhile (leave, revocation, disconnect) stays out.

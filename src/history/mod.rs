@@ -104,14 +104,6 @@ pub struct Position {
 }
 
 impl Position {
-    /// `{epoch, offset}` as clients receive it (the extra last argument of an update).
-    pub fn to_msgpack(&self) -> rmpv::Value {
-        rmpv::Value::Map(vec![
-            ("epoch".into(), self.epoch.as_str().into()),
-            ("offset".into(), self.offset.to_string().into()),
-        ])
-    }
-
     /// `{epoch, offset}` as JSON, for join answers.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({"epoch": self.epoch, "offset": self.offset.to_string()})
