@@ -18,10 +18,12 @@
 // - each update of an opted-in room carries `{projectId, epoch, offset}` as its last
 //   argument: on() strips it, tracks it, drops an update seen twice (same epoch, offset
 //   not after the last one) and passes it to the handler as the last argument;
+// - a live update that skips offsets (the socket missed some) makes it rejoin with the
+//   last position it saw, which replays the missing ones in order;
 // - onReset(projectId, reason) is called when the missed updates cannot be given back
 //   (the join answer says `recovered: false`: reason `trimmed`, `epoch_changed` or
-//   `unavailable`), or when a live update skips offsets (`gap`) or starts a new epoch
-//   (`epoch_changed`): refetch that project's state then.
+//   `unavailable`), or when a live update starts a new epoch (`epoch_changed`, Redis lost
+//   its data): refetch that project's state then.
 
 /** The `<n>` of an offset `<ms>-<n>` (a Number: exact up to 2^53 updates per room). */
 export function seqOf(offset) {
@@ -41,6 +43,8 @@ function isPosition(v) {
 export function withRecovery(socket, { onReset = () => {}, timeoutMs = 10000, reconnectOnServerDisconnect = true } = {}) {
   /** projectId -> {epoch, offset} | null (joined, no position yet) */
   const rooms = new Map();
+  /** Rooms with a gap-repairing rejoin under way. */
+  const repairing = new Set();
 
   function sendJoin(projectId) {
     const at = rooms.get(projectId);
@@ -80,7 +84,15 @@ export function withRecovery(socket, { onReset = () => {}, timeoutMs = 10000, re
     if (cur && cur.epoch === last.epoch) {
       const gap = seqOf(last.offset) - seqOf(cur.offset);
       if (gap <= 0) return [args.slice(0, -1), last, true];
-      if (gap > 1) onReset(last.projectId, 'gap');
+      if (gap > 1) {
+        // Missed updates (say the socket's queue overflowed): rejoin from the last one
+        // seen; they come back in order, this one included. Until then, hold back.
+        if (!repairing.has(last.projectId)) {
+          repairing.add(last.projectId);
+          sendJoin(last.projectId).catch(() => {}).finally(() => repairing.delete(last.projectId));
+        }
+        return [args.slice(0, -1), last, true];
+      }
     } else if (cur) {
       onReset(last.projectId, 'epoch_changed');
     }

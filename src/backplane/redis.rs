@@ -105,15 +105,16 @@ impl RedisPublisher {
     }
 
     /// Publish `b`; returns how many subscribers received it and, when it went into its
-    /// room's history (history on and exactly one room), its position. Broadcasts to
-    /// several rooms or to all have no single history and are published plain.
+    /// room's history (history on, exactly one room, not volatile), its position.
+    /// Broadcasts to several rooms or to all have no single history, and a volatile one
+    /// may be skipped anyway: those are published plain.
     pub async fn publish_positioned(
         &self,
         b: &Broadcast,
     ) -> Result<(u64, Option<crate::history::Position>), BackplaneError> {
         let channel = super::channel_for(b);
         match (&self.history, b.rooms.len()) {
-            (Some(cfg), 1) => {
+            (Some(cfg), 1) if !b.volatile => {
                 let prefix = wire::encode_open(&self.uid, b);
                 let mut conn = self.pool.get().await?;
                 let (n, at) =

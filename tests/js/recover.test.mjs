@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { io } from 'socket.io-client';
 import {
   startGateway, startRedis, runWsgate, connectClient, closeAllClients, ack, sleep, waitUntil,
-  freePort, gatewayBin,
+  freePort, gatewayBin, redisRaw,
 } from './harness.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -283,6 +283,22 @@ describe('history bound and contract edges', () => {
     await waitUntil(() => brief.got.length === 4, { what: 'brief client recovered update 4' });
     assert.deepEqual(brief.got.map((g) => g.split('/')[1]), ['1', '2', '3', '4']);
     assert.deepEqual(away.got.map((g) => g.split('/')[1]), ['1'], 'no replay across the gap');
+  });
+
+  test('updates a replica missed live (its Redis subscription dropped) are noticed and replayed', async () => {
+    const c = recoveringClient(gw.url, 'r4', { reconnection: false });
+    clients.push(c);
+    await waitUntil(() => c.answers.length === 1, { what: 'joined' });
+    const publishing = publish(redis.url, 'r4', { count: 300, every: '2ms', history: ['--history-size', '1000', '--history-ttl', '1m'] });
+    await sleep(200);
+    // Pub/sub is at-most-once: while the replica resubscribes, updates pass it by.
+    const killed = await redisRaw(redis.port, 'CLIENT KILL TYPE pubsub\r\n');
+    assert.match(killed, /^:[1-9]/, killed);
+    assert.equal((await publishing).code, 0);
+    await waitUntil(() => c.got.length === 300, { timeoutMs: 15000, what: `300 updates (have ${c.got.length})` });
+    assert.deepEqual(c.got.map((g) => Number(g.split('/')[1])), Array.from({ length: 300 }, (_, i) => i + 1));
+    assert.deepEqual(c.resets, []);
+    assert.ok(c.answers.length > 1 && c.answers.slice(1).every((a) => a.recovered === true), JSON.stringify(c.answers.slice(1)));
   });
 
   test('a client that did not opt in sees exactly what it sees today', async () => {
