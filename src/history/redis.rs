@@ -16,21 +16,22 @@ use crate::backplane::room_channel;
 /// the epoch to start if the room has none, the meta's lifetime (ms).
 /// Returns `{receivers, epoch, offset}`.
 const PUBLISH: &str = r#"
-local epoch = redis.call('HGET', KEYS[2], 'e')
-if not epoch then
+local m = redis.call('HMGET', KEYS[2], 'e', 'n', 'ms')
+local epoch, seq, last = m[1], 1, 0
+if epoch then
+  seq = tonumber(m[2]) + 1
+  last = tonumber(m[3])
+else
   epoch = ARGV[5]
-  redis.call('HSET', KEYS[2], 'e', epoch, 'n', 0, 'ms', 0, 'id', '0-0')
 end
-local seq = redis.call('HINCRBY', KEYS[2], 'n', 1)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local last = tonumber(redis.call('HGET', KEYS[2], 'ms')) or 0
 if now < last then now = last end
 local id = string.format('%d-%d', now, seq)
 local msg = ARGV[2] .. cmsgpack.pack('wsgateEpoch', epoch, 'wsgateOffset', id)
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], id, 'm', msg)
 redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', now - tonumber(ARGV[4])))
-redis.call('HSET', KEYS[2], 'ms', string.format('%d', now), 'id', id)
+redis.call('HSET', KEYS[2], 'e', epoch, 'n', string.format('%d', seq), 'ms', string.format('%d', now), 'id', id)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 return {redis.call('PUBLISH', ARGV[1], msg), epoch, id}
