@@ -15,7 +15,12 @@ import { mkdtemp, writeFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import http from 'node:http';
 import { io } from 'socket.io-client';
+import { Server } from 'socket.io';
+import { createAdapter } from '@socket.io/redis-adapter';
+import { Emitter } from '@socket.io/redis-emitter';
+import { createClient } from 'redis';
 import {
   startGateway, startRedis, runWsgate, connectClient, closeAllClients, ack, sleep, waitUntil,
   freePort, gatewayBin, redisRaw,
@@ -299,6 +304,36 @@ describe('history bound and contract edges', () => {
     assert.deepEqual(c.got.map((g) => Number(g.split('/')[1])), Array.from({ length: 300 }, (_, i) => i + 1));
     assert.deepEqual(c.resets, []);
     assert.ok(c.answers.length > 1 && c.answers.slice(1).every((a) => a.recovered === true), JSON.stringify(c.answers.slice(1)));
+  });
+
+  test('history messages stay readable by a Node socket.io server; emitter messages reach opted-in clients live', async () => {
+    const pubClient = createClient({ url: redis.url });
+    const subClient = pubClient.duplicate();
+    await Promise.all([pubClient.connect(), subClient.connect()]);
+    const httpServer = http.createServer();
+    const nodeIo = new Server(httpServer, { adapter: createAdapter(pubClient, subClient) });
+    nodeIo.on('connection', (socket) => socket.join('r3'));
+    await new Promise((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
+    try {
+      const nodeClient = await connectClient(`http://127.0.0.1:${httpServer.address().port}`, { transports: ['websocket'] });
+      const c = recoveringClient(gw.url, 'r3', { reconnection: false });
+      clients.push(c);
+      await waitUntil(() => c.answers.length === 1, { what: 'joined' });
+      // wsgate subscribes to the room's channel, the Node adapter to a pattern.
+      await waitUntil(async () => (await pubClient.sendCommand(['PUBSUB', 'NUMSUB', 'socket.io#/#r3#']))[1] >= 1
+        && await pubClient.sendCommand(['PUBSUB', 'NUMPAT']) >= 1, { what: 'both servers subscribed' });
+      const atNode = new Promise((resolve) => nodeClient.once('update', (...a) => resolve(a)));
+      assert.equal((await publish(redis.url, 'r3', { count: 1, data: '{"x":1}' })).code, 0);
+      assert.deepEqual(await atNode, [{ x: 1 }], 'the Node server delivers the update as it always did');
+      new Emitter(pubClient).to('r3').emit('update', { from: 'emitter' });
+      await waitUntil(() => c.got.length === 2, { what: 'both updates at the wsgate client' });
+      assert.equal(c.got[1], 'plain:{"from":"emitter"}', 'emitter messages: live, no position');
+      nodeClient.close();
+    } finally {
+      nodeIo.close();
+      await pubClient.quit();
+      await subClient.quit();
+    }
   });
 
   test('a client that did not opt in sees exactly what it sees today', async () => {
