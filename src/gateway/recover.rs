@@ -186,7 +186,8 @@ pub struct Recovering {
 impl Recovering {
     /// Whether `room` has a recovering socket.
     pub fn has(&self, room: &str) -> bool {
-        self.pending.contains_key(room)
+        // Almost always empty: no hashing on the hot path then.
+        !self.pending.is_empty() && self.pending.contains_key(room)
     }
 
     /// Keep `b` for every socket recovering `room`.
@@ -256,10 +257,14 @@ impl Recovering {
         if let Err(e) = ack.send(&answer) {
             tracing::debug!(sid = %socket.id, error = %e, "could not send join ack");
         }
-        for b in replay
+        // A socket taken out of the room meanwhile (revocation, leave, disconnect) gets
+        // nothing more of it.
+        let in_room = socket.connected() && socket.rooms().iter().any(|r| r == &room);
+        let owed = replay
             .iter()
             .chain(buffered.iter().filter(|b| after(b, head.as_ref())))
-        {
+            .filter(|_| in_room);
+        for b in owed {
             let sent = match &b.position {
                 Some(p) => socket.emit(b.event.as_str(), &with_position(&b.args, p, &room)),
                 None => socket.emit(b.event.as_str(), &b.args),
@@ -273,8 +278,7 @@ impl Recovering {
             return;
         }
         socket.leave(pending_room(&room));
-        // A socket that left the room meanwhile (leave, revocation, disconnect) stays out.
-        if socket.connected() && socket.rooms().iter().any(|r| r == &room) {
+        if in_room {
             socket.join(opted_room(&room));
         }
     }
