@@ -1,6 +1,8 @@
 //! The hot path, backplane message -> socket queues: decode one msgpack message, encode the
 //! Socket.IO packet once, queue it on 1,000 sockets. Compared with encoding per recipient
-//! (what a naive loop of `socket.emit` does) to show what "encode once" is worth.
+//! (what a naive loop of `socket.emit` does) to show what "encode once" is worth, and
+//! with a history position when half the sockets opted in to recovery (two encodes: one
+//! per group).
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,8 @@ struct Fixture {
     membership: Membership,
     queues: Vec<tokio::sync::mpsc::Receiver<engineioxide::Packet>>,
     message: Vec<u8>,
+    /// The same update with a history position.
+    positioned: Vec<u8>,
 }
 
 fn main_fixture(rt: &tokio::runtime::Runtime) -> Fixture {
@@ -35,10 +39,14 @@ fn main_fixture(rt: &tokio::runtime::Runtime) -> Fixture {
         // Rooms joined through the gateway's reference counts, as in production.
         let (backplane, _inbound) = MemoryBackplane::new();
         let membership = Membership::new(Arc::new(backplane));
-        for s in io.sockets() {
+        for (i, s) in io.sockets().into_iter().enumerate() {
             membership.join(&s, "project_one").await.unwrap();
+            if i % 2 == 0 {
+                // Opted in to recovery (join_project {recover: true}).
+                s.join(wsgate::gateway::recover::opted_room("project_one"));
+            }
         }
-        let b = Broadcast {
+        let mut b = Broadcast {
             event: "chat".into(),
             args: Args(vec![wire::from_json(
                 &serde_json::json!({"id": 1, "text": "hello, project"}),
@@ -49,11 +57,17 @@ fn main_fixture(rt: &tokio::runtime::Runtime) -> Fixture {
             sent_at: None,
             position: None,
         };
+        let message = wire::encode("emitter", &b);
+        b.position = Some(wsgate::history::Position {
+            epoch: "5f1e0c2a9b7d3e41".into(),
+            offset: "1795775643160-42".parse().unwrap(),
+        });
         Fixture {
             io,
             membership,
             queues,
-            message: wire::encode("emitter", &b),
+            message,
+            positioned: wire::encode("emitter", &b),
         }
     })
 }
@@ -77,6 +91,23 @@ fn fanout(c: &mut Criterion) {
             for _ in 0..iters {
                 let start = Instant::now();
                 let env = wire::decode(&f.message).unwrap();
+                rt.block_on(deliver_broadcast_counted(
+                    &f.io,
+                    env.broadcast,
+                    &f.membership,
+                ));
+                total += start.elapsed();
+                drain(&mut f);
+            }
+            total
+        })
+    });
+    g.bench_function("positioned_half_opted_in", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let env = wire::decode(&f.positioned).unwrap();
                 rt.block_on(deliver_broadcast_counted(
                     &f.io,
                     env.broadcast,
