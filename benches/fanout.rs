@@ -1,8 +1,9 @@
 //! The hot path, backplane message -> socket queues: decode one msgpack message, encode the
 //! Socket.IO packet once, queue it on 1,000 sockets. Compared with encoding per recipient
-//! (what a naive loop of `socket.emit` does) to show what "encode once" is worth, and with
+//! (what a naive loop of `socket.emit` does) to show what "encode once" is worth; with
 //! socketioxide's own local adapter (bytes shared by every recipient, but a full queue not
-//! reported by socket) to show what wsgate's per-socket overflow reports cost.
+//! reported by socket) to show what wsgate's per-socket overflow reports cost; and with a
+//! history position when half the sockets opted in to recovery (two encodes: one per group).
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,8 @@ struct Fixture {
     shared: SocketIo,
     queues: Queues,
     message: Vec<u8>,
+    /// The same update with a history position.
+    positioned: Vec<u8>,
 }
 
 /// `SOCKETS` dummy sockets connected to `io`, their queues appended to `queues`.
@@ -58,10 +61,14 @@ fn main_fixture(rt: &tokio::runtime::Runtime) -> Fixture {
         // Rooms joined through the gateway's reference counts, as in production.
         let (backplane, _inbound) = MemoryBackplane::new();
         let membership = Membership::new(Arc::new(backplane));
-        for s in io.sockets() {
+        for (i, s) in io.sockets().into_iter().enumerate() {
             membership.join(&s, "project_one").await.unwrap();
+            if i % 2 == 0 {
+                // Opted in to recovery (join_project {recover: true}).
+                s.join(wsgate::gateway::recover::opted_room("project_one"));
+            }
         }
-        let b = Broadcast {
+        let mut b = Broadcast {
             event: "chat".into(),
             args: Args(vec![wire::from_json(
                 &serde_json::json!({"id": 1, "text": "hello, project"}),
@@ -70,13 +77,20 @@ fn main_fixture(rt: &tokio::runtime::Runtime) -> Fixture {
             except: vec![],
             volatile: false,
             sent_at: None,
+            position: None,
         };
+        let message = wire::encode("emitter", &b);
+        b.position = Some(wsgate::history::Position {
+            epoch: "5f1e0c2a9b7d3e41".into(),
+            offset: "1795775643160-42".parse().unwrap(),
+        });
         Fixture {
             io,
             membership,
             shared,
             queues,
-            message: wire::encode("emitter", &b),
+            message,
+            positioned: wire::encode("emitter", &b),
         }
     })
 }
@@ -119,6 +133,23 @@ fn fanout(c: &mut Criterion) {
                 let env = wire::decode(&f.message).unwrap();
                 let ops = f.shared.to("project_one");
                 let _ = rt.block_on(ops.emit(&env.broadcast.event, &env.broadcast.args));
+                total += start.elapsed();
+                drain(&mut f);
+            }
+            total
+        })
+    });
+    g.bench_function("positioned_half_opted_in", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let env = wire::decode(&f.positioned).unwrap();
+                rt.block_on(deliver_broadcast_counted(
+                    &f.io,
+                    env.broadcast,
+                    &f.membership,
+                ));
                 total += start.elapsed();
                 drain(&mut f);
             }

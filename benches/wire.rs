@@ -15,6 +15,7 @@ fn update() -> Broadcast {
         except: vec![],
         volatile: false,
         sent_at: None,
+        position: None,
     }
 }
 

@@ -69,6 +69,7 @@ async fn main() {
         except: vec![],
         volatile: false,
         sent_at: None,
+        position: None,
     };
     let message = wire::encode("emitter", &b);
     for _ in 0..n {

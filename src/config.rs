@@ -206,6 +206,36 @@ pub struct IdentityConfig {
     pub max_rooms_per_socket: Option<std::num::NonZeroUsize>,
 }
 
+/// Room history (zero-loss recovery), shared by `serve` and `publish`.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct HistoryArgs {
+    /// Updates kept per room in a Redis Stream, so clients that opted in can recover what
+    /// they missed across reconnects (0, the default: no history, publishes are the plain
+    /// emitter bytes). Publishers and replicas should use the same value.
+    #[arg(long, env = "WSGATE_HISTORY_SIZE", default_value_t = 0)]
+    pub history_size: u64,
+
+    /// How long an update stays recoverable at most (e.g. `10m`).
+    #[arg(long, env = "WSGATE_HISTORY_TTL", default_value = "10m", value_parser = parse_history_ttl)]
+    pub history_ttl: Duration,
+}
+
+impl HistoryArgs {
+    /// The history settings, `None` when history is off.
+    pub fn config(&self) -> Option<crate::history::HistoryConfig> {
+        crate::history::HistoryConfig::enabled(self.history_size, self.history_ttl)
+    }
+}
+
+fn parse_history_ttl(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("expected a duration such as 10m ({e})"))?;
+    if d < Duration::from_millis(1) {
+        return Err("expected a duration of at least 1ms".into());
+    }
+    Ok(d)
+}
+
 /// Settings of `wsgate revoke`.
 #[derive(Debug, Clone, Args)]
 pub struct RevokeConfig {
@@ -387,6 +417,10 @@ pub struct ServeConfig {
     /// Identity and access.
     #[command(flatten)]
     pub identity: IdentityConfig,
+
+    /// Room history.
+    #[command(flatten)]
+    pub history: HistoryArgs,
 }
 
 impl ServeConfig {
@@ -458,6 +492,10 @@ pub struct PublishConfig {
     /// `chat` to each demo project (with `--every`, repeatedly).
     #[arg(long)]
     pub demo: bool,
+
+    /// Room history.
+    #[command(flatten)]
+    pub history: HistoryArgs,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

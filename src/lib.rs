@@ -9,6 +9,7 @@ pub mod bench;
 pub mod config;
 pub mod gateway;
 pub mod healthcheck;
+pub mod history;
 pub mod http;
 pub mod publish;
 pub mod serve;

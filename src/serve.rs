@@ -10,6 +10,7 @@ use crate::{
     backplane::{Backplane, BackplaneError, memory::MemoryBackplane, redis::RedisBackplane},
     config::{ServeConfig, SlowConsumer},
     gateway::{self, Gateway, Limits},
+    history::{History, Unavailable},
     http::{self, Readiness},
     publish,
     shutdown::{self, Shutdown},
@@ -71,16 +72,24 @@ pub async fn run(
         http::origin::OriginPolicy::new(cfg.allowed_origins.clone(), cfg.cors_credentials)?;
     cfg.check().map_err(ServeError::Config)?;
     let access = access::from_config(&cfg)?;
-    let (backplane, inbound): (Arc<dyn Backplane>, _) = match &cfg.redis_url {
-        Some(url) => {
-            let (b, rx) = RedisBackplane::start(url)?;
-            (Arc::new(b), rx)
-        }
-        None => {
-            let (b, rx) = MemoryBackplane::new();
-            (Arc::new(b), rx)
-        }
-    };
+    let history_cfg = cfg.history.config();
+    let (backplane, inbound, history): (Arc<dyn Backplane>, _, Arc<dyn History>) =
+        match &cfg.redis_url {
+            Some(url) => {
+                let (b, rx) = RedisBackplane::start_with_history(url, history_cfg)?;
+                let history: Arc<dyn History> = match history_cfg {
+                    Some(h) => Arc::new(b.history(h)),
+                    None => Arc::new(Unavailable),
+                };
+                (Arc::new(b), rx, history)
+            }
+            None => {
+                // One replica, no Redis: nothing to recover from (joins answer
+                // `recovered: false, reason: "unavailable"`).
+                let (b, rx) = MemoryBackplane::new();
+                (Arc::new(b), rx, Arc::new(Unavailable))
+            }
+        };
 
     let max_payload = usize::try_from(cfg.max_payload).unwrap_or(usize::MAX);
     let (overflow, overflows) = match cfg.slow_consumer {
@@ -102,13 +111,14 @@ pub async fn run(
         .build_layer();
     let shutdown = Shutdown::new();
     let limits = Limits::new(cfg.max_connections, cfg.max_event_rate, cfg.event_burst);
-    let gateway = Gateway::operated(
+    let gateway = Gateway::recovering(
         access.auth,
         access.authz,
         backplane.clone(),
         limits,
         shutdown.clone(),
         access.limits,
+        history,
     );
     gateway.attach(&io);
     tokio::spawn(crate::gateway::deliver(

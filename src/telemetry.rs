@@ -13,7 +13,18 @@ const BUCKETS: [f64; 16] = [
 ];
 
 /// Counters and their bounded label values, created at zero.
-const LABELLED: [(&str, &str, &[&str]); 5] = [
+const LABELLED: [(&str, &str, &[&str]); 6] = [
+    (
+        "wsgate_recoveries_total",
+        "result",
+        &[
+            "fresh",
+            "recovered",
+            "trimmed",
+            "epoch_changed",
+            "unavailable",
+        ],
+    ),
     (
         "wsgate_connects_total",
         "result",
@@ -81,6 +92,10 @@ fn describe() {
     describe_counter!(
         "wsgate_joins_total",
         "join_project requests by result: ok, denied, invalid."
+    );
+    describe_counter!(
+        "wsgate_recoveries_total",
+        "Opted-in joins (recover / since) by result: fresh, recovered, trimmed, epoch_changed, unavailable."
     );
     describe_counter!(
         "wsgate_events_received_total",

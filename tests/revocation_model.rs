@@ -219,6 +219,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     except: vec![],
                     volatile: false,
                     sent_at: None,
+                    position: None,
                 };
                 deliver_broadcast(&io, b).await;
                 tokio::time::sleep(Duration::from_millis(5)).await;

@@ -55,7 +55,7 @@ pub fn channel_for(b: &Broadcast) -> String {
 }
 
 /// An update for the sockets of some rooms (or of all), decoded once per replica.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Broadcast {
     /// Event name the clients receive.
     pub event: String,
@@ -70,6 +70,9 @@ pub struct Broadcast {
     /// When the publisher sent it (ms since the Unix epoch), from `opts.flags.wsgateSentAt`:
     /// feeds the publish-to-socket latency histogram. Node receivers ignore the field.
     pub sent_at: Option<f64>,
+    /// Where it sits in its room's history (`opts.flags.wsgateEpoch` / `wsgateOffset`),
+    /// when it was published with history (see `crate::history`).
+    pub position: Option<crate::history::Position>,
 }
 
 /// What the fleet asks this replica to do with its local sockets.
@@ -97,6 +100,9 @@ pub enum BackplaneError {
     /// No connection could be taken from the publish pool.
     #[error("redis pool: {0}")]
     Pool(#[from] deadpool_redis::PoolError),
+    /// The history script failed.
+    #[error("history: {0}")]
+    History(#[from] crate::history::HistoryError),
     /// The engine's task has stopped (shutdown).
     #[error("backplane stopped")]
     Stopped,
@@ -179,6 +185,7 @@ mod tests {
             except: vec![],
             volatile: false,
             sent_at: None,
+            position: None,
         };
         assert_eq!(channel_for(&b), "socket.io#/#project_one#");
         b.rooms.push("b".into());

@@ -58,6 +58,8 @@ pub fn pool(url: &str, size: usize, timeout: Duration) -> Result<deadpool_redis:
 pub struct RedisPublisher {
     pool: deadpool_redis::Pool,
     uid: Arc<str>,
+    /// With history, one-room broadcasts go through the history script.
+    history: Option<crate::history::HistoryConfig>,
 }
 
 impl std::fmt::Debug for RedisPublisher {
@@ -81,13 +83,49 @@ impl RedisPublisher {
         Ok(Self {
             pool,
             uid: uid.into(),
+            history: None,
         })
+    }
+
+    /// The same publisher, keeping each room's updates in its history as configured
+    /// (`None`: no history, the bytes are the emitter's exactly).
+    pub fn with_history(mut self, history: Option<crate::history::HistoryConfig>) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// The connection pool (shared with the history reader).
+    pub fn pool(&self) -> &deadpool_redis::Pool {
+        &self.pool
     }
 
     /// Publish `b`; returns how many subscribers received it.
     pub async fn publish(&self, b: &Broadcast) -> Result<u64, BackplaneError> {
-        let bytes = wire::encode(&self.uid, b);
-        self.publish_raw(&super::channel_for(b), bytes).await
+        self.publish_positioned(b).await.map(|(n, _)| n)
+    }
+
+    /// Publish `b`; returns how many subscribers received it and, when it went into its
+    /// room's history (history on, exactly one room, not volatile), its position.
+    /// Broadcasts to several rooms or to all have no single history, and a volatile one
+    /// may be skipped anyway: those are published plain.
+    pub async fn publish_positioned(
+        &self,
+        b: &Broadcast,
+    ) -> Result<(u64, Option<crate::history::Position>), BackplaneError> {
+        let channel = super::channel_for(b);
+        match (&self.history, b.rooms.len()) {
+            (Some(cfg), 1) if !b.volatile => {
+                let prefix = wire::encode_open(&self.uid, b);
+                let mut conn = self.pool.get().await?;
+                let (n, at) =
+                    crate::history::redis::publish(&mut conn, cfg, &channel, &prefix).await?;
+                Ok((n, Some(at)))
+            }
+            _ => {
+                let bytes = wire::encode(&self.uid, b);
+                Ok((self.publish_raw(&channel, bytes).await?, None))
+            }
+        }
     }
 
     /// Publish already-encoded bytes on `channel`.
@@ -109,10 +147,18 @@ impl RedisBackplane {
     /// Start the subscriber task and return the engine and the inbound channel. The task
     /// keeps retrying in the background; check [`Backplane::is_ready`].
     pub fn start(url: &str) -> Result<(Self, InboundRx), BackplaneError> {
+        Self::start_with_history(url, None)
+    }
+
+    /// [`Self::start`], keeping the room history of this replica's own publishes.
+    pub fn start_with_history(
+        url: &str,
+        history: Option<crate::history::HistoryConfig>,
+    ) -> Result<(Self, InboundRx), BackplaneError> {
         let client = ::redis::Client::open(url)?;
         // Never the 6-character form Node adapters use, so uids cannot collide.
         let uid = format!("wsgate-{}", uuid::Uuid::new_v4().simple());
-        let publisher = RedisPublisher::new(url, &uid)?;
+        let publisher = RedisPublisher::new(url, &uid)?.with_history(history);
         let (tx, rx) = mpsc::channel(super::INBOUND_CAPACITY);
         let (ctx, crx) = mpsc::unbounded_channel();
         let ready = Arc::new(AtomicBool::new(false));
@@ -138,14 +184,29 @@ impl RedisBackplane {
     }
 }
 
+impl RedisBackplane {
+    /// The room history of this fleet, read through the publish pool.
+    pub fn history(
+        &self,
+        cfg: crate::history::HistoryConfig,
+    ) -> crate::history::redis::RedisHistory {
+        crate::history::redis::RedisHistory::new(self.publisher.pool().clone(), cfg)
+    }
+}
+
 impl Backplane for RedisBackplane {
     fn publish(&self, b: Broadcast) -> BoxFuture<'static, Result<(), BackplaneError>> {
         let publisher = self.publisher.clone();
         let inbound = self.inbound.clone();
         async move {
             // Our own copy comes back from Redis with our uid and is skipped there, so
-            // local members get it here, once, even while Redis is down.
-            publisher.publish(&b).await?;
+            // local members get it here, once, even while Redis is down. A copy with a
+            // history position is the exception: it is delivered from Redis like every
+            // other, so local members see the room's updates in offset order.
+            let (_, position) = publisher.publish_positioned(&b).await?;
+            if position.is_some() {
+                return Ok(());
+            }
             inbound
                 .send(Inbound::Broadcast(b))
                 .await
@@ -324,7 +385,12 @@ impl Subscriber {
             }
         } else {
             match wire::decode(payload) {
-                Ok(env) if env.uid == self.uid || env.nsp != "/" => return,
+                Ok(env)
+                    if (env.uid == self.uid && env.broadcast.position.is_none())
+                        || env.nsp != "/" =>
+                {
+                    return;
+                }
                 Ok(env) => {
                     metrics::counter!("wsgate_backplane_messages_total", "kind" => "broadcast")
                         .increment(1);

@@ -142,6 +142,7 @@ fn broadcast_of(obj: &serde_json::Map<String, Json>) -> Option<super::Broadcast>
         sent_at: flags
             .and_then(|f| f.get(super::wire::SENT_AT))
             .and_then(Json::as_f64),
+        position: None,
     })
 }
 

@@ -9,6 +9,7 @@ use rmpv::Value;
 use serde::ser::{Serialize, SerializeTuple, Serializer};
 
 use super::Broadcast;
+use crate::history::{EPOCH_FLAG, OFFSET_FLAG, Position};
 
 /// Socket.IO packet type of an event.
 const EVENT: u64 = 2;
@@ -151,15 +152,16 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
         _ => return Err(WireError::BadPacket("event name is not a string")),
     };
 
-    let (rooms, except, volatile, sent_at) = match &opts {
-        None | Some(Value::Nil) => (Vec::new(), Vec::new(), false, None),
+    let (rooms, except, volatile, sent_at, position) = match &opts {
+        None | Some(Value::Nil) => (Vec::new(), Vec::new(), false, None, None),
         Some(Value::Map(o)) => {
-            let (volatile, sent_at) = match get(o, "flags") {
-                None | Some(Value::Nil) => (false, None),
+            let (volatile, sent_at, position) = match get(o, "flags") {
+                None | Some(Value::Nil) => (false, None, None),
                 Some(Value::Map(f)) => (
                     get(f, "volatile").and_then(Value::as_bool) == Some(true),
                     // A stamp of another type is ignored, not an error: it is only a metric.
                     get(f, SENT_AT).and_then(Value::as_f64),
+                    position(f),
                 ),
                 Some(_) => return Err(WireError::BadOpts("flags is not a map")),
             };
@@ -168,6 +170,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
                 strings(get(o, "except"), "except is not a list of strings")?,
                 volatile,
                 sent_at,
+                position,
             )
         }
         Some(_) => return Err(WireError::BadOpts("opts is not a map")),
@@ -183,7 +186,19 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
             except,
             volatile,
             sent_at,
+            position,
         },
+    })
+}
+
+/// The history position in `flags`, when both parts are there and well formed (anything
+/// else is treated as no position: the update is still delivered, just not recoverable).
+fn position(flags: &[(Value, Value)]) -> Option<Position> {
+    let epoch = get(flags, EPOCH_FLAG)?.as_str()?;
+    let offset = get(flags, OFFSET_FLAG)?.as_str()?.parse().ok()?;
+    (!epoch.is_empty() && epoch.len() <= crate::history::MAX_EPOCH).then(|| Position {
+        epoch: epoch.to_owned(),
+        offset,
     })
 }
 
@@ -191,18 +206,20 @@ fn str_list(items: &[String]) -> Value {
     Value::Array(items.iter().map(|s| Value::from(s.as_str())).collect())
 }
 
-/// Encode a broadcast exactly as `@socket.io/redis-emitter` does (same keys, same order),
-/// so a wsgate publish is byte-for-byte what a Node backend would send.
-pub fn encode(uid: &str, b: &Broadcast) -> Vec<u8> {
+fn packet(b: &Broadcast) -> Value {
     let mut data = Vec::with_capacity(b.args.0.len() + 1);
     data.push(Value::from(b.event.as_str()));
     data.extend(b.args.0.iter().cloned());
-    let packet = Value::Map(vec![
+    Value::Map(vec![
         // Always 2, binary or not: Node's parser promotes it on receipt and mishandles 5.
         ("type".into(), Value::from(EVENT)),
         ("data".into(), Value::Array(data)),
         ("nsp".into(), "/".into()),
-    ]);
+    ])
+}
+
+/// The flags of `b` other than its position.
+fn flags(b: &Broadcast) -> Vec<(Value, Value)> {
     let mut flags = Vec::new();
     if b.volatile {
         flags.push(("volatile".into(), Value::Boolean(true)));
@@ -210,15 +227,51 @@ pub fn encode(uid: &str, b: &Broadcast) -> Vec<u8> {
     if let Some(at) = b.sent_at {
         flags.push((SENT_AT.into(), Value::F64(at)));
     }
+    flags
+}
+
+/// Encode a broadcast exactly as `@socket.io/redis-emitter` does (same keys, same order),
+/// so a wsgate publish is byte-for-byte what a Node backend would send.
+pub fn encode(uid: &str, b: &Broadcast) -> Vec<u8> {
+    let mut flags = flags(b);
+    if let Some(p) = &b.position {
+        flags.push((EPOCH_FLAG.into(), p.epoch.as_str().into()));
+        flags.push((OFFSET_FLAG.into(), p.offset.to_string().into()));
+    }
     let opts = Value::Map(vec![
         ("rooms".into(), str_list(&b.rooms)),
         ("flags".into(), Value::Map(flags)),
         ("except".into(), str_list(&b.except)),
     ]);
-    let msg = Value::Array(vec![uid.into(), packet, opts]);
+    let msg = Value::Array(vec![uid.into(), packet(b), opts]);
     let mut out = Vec::with_capacity(64);
     // Writing into a Vec cannot fail.
     let _ = rmpv::encode::write_value(&mut out, &msg);
+    out
+}
+
+/// The message of `b` for the history script: `opts.flags` moved last, its map header
+/// counting two more pairs that are not written. The script appends them (`wsgateEpoch`,
+/// `wsgateOffset`) once it knows the stream entry id; msgpack values simply concatenate.
+pub fn encode_open(uid: &str, b: &Broadcast) -> Vec<u8> {
+    let flags = flags(b);
+    let mut out = Vec::with_capacity(96);
+    // A 3-array, then a 3-map: fixed headers.
+    out.push(0x93);
+    let _ = rmpv::encode::write_value(&mut out, &Value::from(uid));
+    let _ = rmpv::encode::write_value(&mut out, &packet(b));
+    out.push(0x83);
+    for (k, v) in [("rooms", &b.rooms), ("except", &b.except)] {
+        let _ = rmpv::encode::write_value(&mut out, &Value::from(k));
+        let _ = rmpv::encode::write_value(&mut out, &str_list(v));
+    }
+    let _ = rmpv::encode::write_value(&mut out, &Value::from("flags"));
+    // At most 2 + 2 pairs: always a fixmap.
+    out.push(0x80 | (flags.len() as u8 + 2));
+    for (k, v) in &flags {
+        let _ = rmpv::encode::write_value(&mut out, k);
+        let _ = rmpv::encode::write_value(&mut out, v);
+    }
     out
 }
 
@@ -266,6 +319,7 @@ mod tests {
             except: vec![],
             volatile: false,
             sent_at: None,
+            position: None,
         }
     }
 
@@ -322,6 +376,25 @@ mod tests {
         b.sent_at = Some(1_795_775_643_160.5);
         let e = decode(&encode("emitter", &b)).unwrap();
         assert_eq!(e.broadcast, b);
+    }
+
+    #[test]
+    fn open_message_completed_like_the_script_decodes_with_its_position() {
+        let mut b = update_x1();
+        b.volatile = true;
+        b.sent_at = Some(5.0);
+        let mut bytes = encode_open("emitter", &b);
+        for s in [EPOCH_FLAG, "ab12", OFFSET_FLAG, "1700000000000-7"] {
+            rmpv::encode::write_value(&mut bytes, &Value::from(s)).unwrap();
+        }
+        let e = decode(&bytes).unwrap();
+        b.position = Some(Position {
+            epoch: "ab12".into(),
+            offset: "1700000000000-7".parse().unwrap(),
+        });
+        assert_eq!(e.broadcast, b);
+        // The same message as `encode` writes it, keys in another order.
+        assert_eq!(decode(&encode("emitter", &b)).unwrap().broadcast, b);
     }
 
     #[test]

@@ -265,6 +265,7 @@ async fn publish_paced(cfg: &BenchConfig, url: &str, clock: Clock) -> Result<Pac
             except: vec![],
             volatile: false,
             sent_at: None,
+            position: None,
         };
         let bytes = wire::encode(crate::publish::EMITTER_UID, &b);
         if let Err(e) = publisher

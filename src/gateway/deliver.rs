@@ -1,22 +1,25 @@
 //! Delivery: what the backplane brings in, applied to this replica's sockets.
 //!
-//! A broadcast is serialized once by socketioxide's local adapter and the same bytes are
-//! queued on every matching socket; nothing here allocates per recipient.
+//! A broadcast's arguments are serialized once; wsgate's adapter (`adapter.rs`) queues the
+//! packet on every matching socket and reports full queues by socket.
 
 use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
 use socketioxide::{BroadcastError, SocketError};
 
-use super::{Io, Socket};
-
-use super::{Gateway, Membership};
+use super::{
+    Gateway, Io, Membership, Socket,
+    recover::{self, Recovering, with_position},
+};
 use crate::{
     auth::Identity,
-    backplane::{Broadcast, Inbound, InboundRx, Request, RequestKind, request},
+    backplane::{Args, Broadcast, Inbound, InboundRx, Request, RequestKind, request},
 };
 
-/// Consume the backplane's inbound channel until it closes.
+/// Consume the backplane's inbound channel until it closes. Recovery steps (see
+/// `recover`) run here too, between two batches of deliveries, so none of them races a
+/// fan-out.
 ///
 /// Whatever is waiting is handled in one go, without yielding in between, so a socket's
 /// writer task wakes once for all the packets of a burst and writes them with one flush
@@ -25,20 +28,31 @@ use crate::{
 /// for fewer writes, syscalls and TCP segments per delivery when updates come often
 /// (`--coalesce-window`; BENCHMARKS.md has its measured effect).
 pub async fn run(io: Io, gw: Arc<Gateway>, mut inbound: InboundRx, window: Duration) {
-    while let Some(first) = inbound.recv().await {
+    let mut recovering = Recovering::default();
+    let mut commands = gw.recover.take();
+    loop {
+        let first = tokio::select! {
+            biased;
+            Some(c) = async { commands.as_mut()?.recv().await } => {
+                recovering.apply(&io, c);
+                continue;
+            }
+            msg = inbound.recv() => msg,
+        };
+        let Some(first) = first else { return };
         if !window.is_zero() {
             tokio::time::sleep(window).await;
         }
-        handle(&io, &gw, first).await;
+        handle(&io, &gw, &mut recovering, first).await;
         while let Ok(msg) = inbound.try_recv() {
-            handle(&io, &gw, msg).await;
+            handle(&io, &gw, &mut recovering, msg).await;
         }
     }
 }
 
-async fn handle(io: &Io, gw: &Gateway, msg: Inbound) {
+async fn handle(io: &Io, gw: &Gateway, recovering: &mut Recovering, msg: Inbound) {
     match msg {
-        Inbound::Broadcast(b) => deliver(io, b, Some(&gw.membership)).await,
+        Inbound::Broadcast(b) => deliver(io, b, Some(&gw.membership), Some(recovering)).await,
         Inbound::Request(r) => on_request(io, gw, r).await,
         Inbound::Control(c) => super::revoke::apply(io, gw, c).await,
     }
@@ -49,33 +63,25 @@ async fn handle(io: &Io, gw: &Gateway, msg: Inbound) {
 /// `dropped_closed`, and `volatile` for volatile messages, whose skips socketioxide does
 /// not report), the fan-out time, and the publish-to-socket latency when stamped.
 pub async fn broadcast(io: &Io, b: Broadcast) {
-    deliver(io, b, None).await
+    deliver(io, b, None, None).await
 }
 
 /// Deliver one broadcast as the gateway's delivery task does: the sent count of a one-room
 /// broadcast comes from `membership`'s reference counts instead of a second adapter query.
 pub async fn broadcast_counted(io: &Io, b: Broadcast, membership: &Membership) {
-    deliver(io, b, Some(membership)).await
+    deliver(io, b, Some(membership), None).await
 }
 
-/// [`broadcast`], counting the matching sockets from `membership`'s room counts when the
-/// broadcast targets one room with no exceptions (the common case: O(1)); otherwise the
-/// adapter is asked for the matching sockets a second time, which the fan-out bench
-/// measures at about +40% on 1,000 sockets.
-async fn deliver(io: &Io, b: Broadcast, membership: Option<&Membership>) {
-    let started = std::time::Instant::now();
-    let matched = match (membership, b.rooms.as_slice()) {
-        (Some(m), [room]) if b.except.is_empty() => m.count(room),
-        _ => io
-            .to(b.rooms.clone())
-            .except(b.except.clone())
-            .sockets()
-            .len(),
-    };
-    let ops = io.to(b.rooms).except(b.except);
-    let ops = if b.volatile { ops.volatile() } else { ops };
+/// Emit through `ops`; returns how many sockets were full and closed.
+async fn emit(
+    ops: socketioxide::operators::BroadcastOperators<super::Adapter>,
+    volatile: bool,
+    event: &str,
+    args: &Args,
+) -> (u64, u64) {
+    let ops = if volatile { ops.volatile() } else { ops };
     let (mut full, mut closed) = (0u64, 0u64);
-    if let Err(e) = ops.emit(&b.event, &b.args).await {
+    if let Err(e) = ops.emit(event, args).await {
         match &e {
             BroadcastError::Socket(errors) => {
                 for err in errors {
@@ -89,13 +95,66 @@ async fn deliver(io: &Io, b: Broadcast, membership: Option<&Membership>) {
         }
         tracing::debug!(error = %e, "some sockets did not take a broadcast");
     }
+    (full, closed)
+}
+
+/// [`broadcast`], counting the matching sockets from `membership`'s room counts when the
+/// broadcast targets one room with no exceptions (the common case: O(1)); otherwise the
+/// adapter is asked for the matching sockets a second time, which the fan-out bench
+/// measures at about +40% on 1,000 sockets.
+async fn deliver(
+    io: &Io,
+    b: Broadcast,
+    membership: Option<&Membership>,
+    recovering: Option<&mut Recovering>,
+) {
+    let started = std::time::Instant::now();
+    let matched = match (membership, b.rooms.as_slice()) {
+        (Some(m), [room]) if b.except.is_empty() => m.count(room),
+        _ => io
+            .to(b.rooms.clone())
+            .except(b.except.clone())
+            .sockets()
+            .len(),
+    };
+    let has_pending = match (recovering, b.rooms.as_slice()) {
+        (Some(r), [room]) if r.has(room) => {
+            r.buffer(room, &b);
+            true
+        }
+        _ => false,
+    };
+    let (volatile, sent_at) = (b.volatile, b.sent_at);
+    let (full, closed) = match (b.rooms.as_slice(), &b.position) {
+        // A one-room update with a position: opted-in sockets get it with `{epoch, offset}`
+        // (one encode), the others as always (a second encode); recovering sockets get it
+        // later from their buffer.
+        ([room], Some(position)) => {
+            let opted = recover::opted_room(room);
+            let to_opted = io.to(opted.clone()).except(b.except.clone());
+            let args = with_position(&b.args, position, room);
+            let a = emit(to_opted, volatile, &b.event, &args).await;
+            let mut except = b.except;
+            except.push(opted);
+            except.push(recover::pending_room(room));
+            let z = emit(io.to(b.rooms).except(except), volatile, &b.event, &b.args).await;
+            (a.0 + z.0, a.1 + z.1)
+        }
+        // Recovering sockets get it from their buffer.
+        ([room], None) if has_pending => {
+            let mut except = b.except;
+            except.push(recover::pending_room(room));
+            emit(io.to(b.rooms).except(except), volatile, &b.event, &b.args).await
+        }
+        _ => emit(io.to(b.rooms).except(b.except), volatile, &b.event, &b.args).await,
+    };
     let matched = matched as u64;
     let deliveries = |outcome: &'static str, n: u64| {
         if n > 0 {
             metrics::counter!("wsgate_deliveries_total", "outcome" => outcome).increment(n);
         }
     };
-    if b.volatile {
+    if volatile {
         deliveries("volatile", matched);
     } else {
         deliveries("sent", matched.saturating_sub(full + closed));
@@ -103,7 +162,7 @@ async fn deliver(io: &Io, b: Broadcast, membership: Option<&Membership>) {
         deliveries("dropped_closed", closed);
     }
     metrics::histogram!("wsgate_fanout_seconds").record(started.elapsed().as_secs_f64());
-    if let Some(sent_at) = b.sent_at
+    if let Some(sent_at) = sent_at
         && matched > 0
     {
         let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e6;
@@ -136,7 +195,12 @@ fn details(s: &Socket) -> request::SocketDetails {
             "xdomain": false,
             "secure": false,
         }),
-        rooms: s.rooms().into_iter().map(|r| r.to_string()).collect(),
+        rooms: s
+            .rooms()
+            .into_iter()
+            .filter(|r| !recover::is_internal(r))
+            .map(|r| r.to_string())
+            .collect(),
         data: json!({ "userId": user }),
     }
 }
@@ -181,7 +245,7 @@ async fn on_request(io: &Io, gw: &Gateway, r: Request) {
             id.map(request::server_side_emit_response)
         }
         (RequestKind::BroadcastWithAck(b), id) => {
-            deliver(io, b.clone(), Some(&gw.membership)).await;
+            deliver(io, b.clone(), Some(&gw.membership), None).await;
             id.map(request::client_count_response)
         }
         _ => None,

@@ -6,7 +6,12 @@
 use super::{Ack, Socket};
 use serde_json::Value;
 
-use super::{Gateway, error::ClientError, validate};
+use super::{
+    Gateway,
+    error::ClientError,
+    recover::{self, Recover},
+    validate,
+};
 use crate::auth::Identity;
 
 /// Permission checks one join makes at most while revocations keep racing it.
@@ -14,7 +19,7 @@ const MAX_ATTEMPTS: usize = 5;
 
 /// Handle a `join_project` event (`payload` is `None` when the client sent none).
 pub async fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: Ack) {
-    let project = match validate::project_id(payload.as_ref()) {
+    let (project, ask) = match validate::join(payload.as_ref()) {
         Ok(p) => p,
         Err(issues) => {
             metrics::counter!("wsgate_joins_total", "result" => "invalid").increment(1);
@@ -22,7 +27,11 @@ pub async fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: 
         }
     };
     if let Some(max) = gw.sessions.limits().rooms_per_socket {
-        let rooms = socket.rooms();
+        let rooms: Vec<_> = socket
+            .rooms()
+            .into_iter()
+            .filter(|r| !recover::is_internal(r))
+            .collect();
         if rooms.len() >= max.get() && !rooms.iter().any(|r| r == project) {
             metrics::counter!("wsgate_joins_total", "result" => "limited").increment(1);
             metrics::counter!("wsgate_limit_refusals_total", "limit" => "rooms_per_socket")
@@ -34,6 +43,11 @@ pub async fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: 
             }
             .reply(socket, ack);
         }
+    }
+    let opted = ask != Recover::No;
+    if opted {
+        // Before the room is joined: from here on its updates are kept for this socket.
+        recover::start(gw, socket, project).await;
     }
     let identity = socket.extensions.get::<Identity>();
     let mut joined = false;
@@ -57,6 +71,9 @@ pub async fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: 
         }
     }
     if !joined {
+        if opted {
+            recover::cancel(gw, socket, project);
+        }
         metrics::counter!("wsgate_joins_total", "result" => "denied").increment(1);
         let data = payload.unwrap_or(Value::Null);
         return ClientError::NotFound {
@@ -66,6 +83,9 @@ pub async fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: 
         .reply(socket, ack);
     }
     metrics::counter!("wsgate_joins_total", "result" => "ok").increment(1);
+    if opted {
+        return recover::finish(gw, socket, project, ask, ack).await;
+    }
     super::error::reply_ok(
         socket,
         ack,

@@ -80,7 +80,11 @@ impl Membership {
         if !socket.rooms().iter().any(|r| r == room) {
             return;
         }
-        socket.leave(room.to_owned());
+        socket.leave(vec![
+            room.to_owned(),
+            super::recover::opted_room(room),
+            super::recover::pending_room(room),
+        ]);
         self.release(&mut counts, room);
     }
 

@@ -19,6 +19,7 @@ mod leave_project;
 mod limits;
 mod membership;
 mod message;
+pub mod recover;
 pub mod revoke;
 pub mod sessions;
 pub mod validate;
@@ -57,6 +58,8 @@ pub struct Gateway {
     shutdown: Shutdown,
     sessions: Sessions,
     revocations: revoke::Revocations,
+    history: Arc<dyn crate::history::History>,
+    recover: recover::Commands,
 }
 
 impl Gateway {
@@ -96,6 +99,20 @@ impl Gateway {
         shutdown: Shutdown,
         identity: IdentityLimits,
     ) -> Arc<Self> {
+        let history = Arc::new(crate::history::Unavailable);
+        Self::recovering(auth, authz, backplane, limits, shutdown, identity, history)
+    }
+
+    /// [`Self::operated`], answering recovering joins from `history`.
+    pub fn recovering(
+        auth: Arc<dyn Authenticator>,
+        authz: Arc<dyn Authorizer>,
+        backplane: Arc<dyn Backplane>,
+        limits: Limits,
+        shutdown: Shutdown,
+        identity: IdentityLimits,
+        history: Arc<dyn crate::history::History>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             auth,
             authz,
@@ -105,6 +122,8 @@ impl Gateway {
             shutdown,
             sessions: Sessions::new(identity),
             revocations: revoke::Revocations::default(),
+            history,
+            recover: recover::Commands::default(),
         })
     }
 

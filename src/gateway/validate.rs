@@ -3,6 +3,9 @@
 
 use serde_json::{Value, json};
 
+pub use super::recover::Recover;
+use crate::history::{MAX_EPOCH, Offset, Position};
+
 /// Longest accepted project id, in UTF-16 code units (zod counts `string.length`).
 pub const MAX_PROJECT_ID: usize = 256;
 
@@ -67,9 +70,136 @@ pub fn project_id(payload: Option<&Value>) -> Result<&str, Vec<Issue>> {
     }
 }
 
+/// Validate a `join_project` payload: `{projectId}` plus the optional recovery fields
+/// `recover: boolean` and `since: {epoch: string, offset: "<ms>-<n>"}` (`since` implies
+/// `recover`). Issues of every field are reported together, as zod does.
+pub fn join(payload: Option<&Value>) -> Result<(&str, Recover), Vec<Issue>> {
+    let project = project_id(payload);
+    let Some(Value::Object(obj)) = payload else {
+        return project.map(|p| (p, Recover::No));
+    };
+    let mut issues = project.as_ref().err().cloned().unwrap_or_default();
+    let recover = match obj.get("recover") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        got => {
+            issues.push(invalid_type("boolean", got, json!(["recover"])));
+            false
+        }
+    };
+    let since = match obj.get("since") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(since)) => {
+            let epoch = match since.get("epoch") {
+                Some(Value::String(e))
+                    if !e.is_empty() && e.len() <= MAX_EPOCH && !e.chars().any(is_control) =>
+                {
+                    Some(e.clone())
+                }
+                Some(Value::String(_)) => {
+                    issues.push(json!({"validation": "regex", "code": "invalid_string",
+                        "message": format!("Must be the epoch of a position (1 to {MAX_EPOCH} characters)"),
+                        "path": ["since", "epoch"]}));
+                    None
+                }
+                got => {
+                    issues.push(invalid_type("string", got, json!(["since", "epoch"])));
+                    None
+                }
+            };
+            let offset = match since.get("offset") {
+                Some(Value::String(o)) => match o.parse::<Offset>() {
+                    Ok(o) => Some(o),
+                    Err(()) => {
+                        issues.push(json!({"validation": "regex", "code": "invalid_string",
+                            "message": "Must be an offset such as 1700000000000-42",
+                            "path": ["since", "offset"]}));
+                        None
+                    }
+                },
+                got => {
+                    issues.push(invalid_type("string", got, json!(["since", "offset"])));
+                    None
+                }
+            };
+            epoch
+                .zip(offset)
+                .map(|(epoch, offset)| Position { epoch, offset })
+        }
+        got => {
+            issues.push(invalid_type("object", got, json!(["since"])));
+            None
+        }
+    };
+    if !issues.is_empty() {
+        return Err(issues);
+    }
+    let project = project?;
+    Ok(match since {
+        Some(p) => (project, Recover::Since(p)),
+        None if recover => (project, Recover::Fresh),
+        None => (project, Recover::No),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn join_issues(payload: Value) -> String {
+        serde_json::to_string(&join(Some(&payload)).unwrap_err()).unwrap()
+    }
+
+    #[test]
+    fn recovery_fields_are_optional_and_checked() {
+        assert_eq!(
+            join(Some(&json!({"projectId": "p"}))),
+            Ok(("p", Recover::No))
+        );
+        assert_eq!(
+            join(Some(&json!({"projectId": "p", "recover": false}))),
+            Ok(("p", Recover::No))
+        );
+        assert_eq!(
+            join(Some(&json!({"projectId": "p", "recover": true}))),
+            Ok(("p", Recover::Fresh))
+        );
+        assert_eq!(
+            join(Some(
+                &json!({"projectId": "p", "since": {"epoch": "e1", "offset": "17-4"}})
+            )),
+            Ok((
+                "p",
+                Recover::Since(Position {
+                    epoch: "e1".into(),
+                    offset: Offset { ms: 17, seq: 4 }
+                })
+            ))
+        );
+        assert_eq!(
+            join_issues(json!({"projectId": "p", "recover": "yes"})),
+            r#"[{"code":"invalid_type","expected":"boolean","received":"string","path":["recover"],"message":"Expected boolean, received string"}]"#
+        );
+        assert_eq!(
+            join_issues(json!({"projectId": "p", "since": 5})),
+            r#"[{"code":"invalid_type","expected":"object","received":"number","path":["since"],"message":"Expected object, received number"}]"#
+        );
+        assert_eq!(
+            join_issues(json!({"projectId": "p", "since": {"offset": "1-x"}})),
+            r#"[{"code":"invalid_type","expected":"string","received":"undefined","path":["since","epoch"],"message":"Required"},{"validation":"regex","code":"invalid_string","message":"Must be an offset such as 1700000000000-42","path":["since","offset"]}]"#
+        );
+        // Every field's issues together.
+        assert_eq!(
+            join(Some(&json!({"projectId": 1, "recover": 1})))
+                .unwrap_err()
+                .len(),
+            2
+        );
+        assert!(
+            join_issues(json!({"projectId": "p", "since": {"epoch": "", "offset": "1-1"}}))
+                .contains(r#""path":["since","epoch"]"#)
+        );
+    }
 
     fn one(payload: Option<Value>) -> String {
         let issues = project_id(payload.as_ref()).unwrap_err();

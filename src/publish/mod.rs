@@ -42,6 +42,15 @@ impl Publisher {
         })
     }
 
+    /// The same publisher, keeping every one-room update in the room's history (the
+    /// replicas' `--history-size` / `--history-ttl`), so clients that opted in can recover
+    /// it. `None`: plain emitter bytes.
+    pub fn with_history(self, history: Option<crate::history::HistoryConfig>) -> Self {
+        Self {
+            inner: self.inner.with_history(history),
+        }
+    }
+
     /// Publish one update; returns how many subscribers (replicas) Redis handed it to.
     pub async fn publish(&self, b: &Broadcast) -> Result<u64, PublishError> {
         Ok(self.inner.publish(b).await?)
@@ -76,6 +85,7 @@ pub fn demo_broadcasts(now: OffsetDateTime) -> Vec<Broadcast> {
             except: vec![],
             volatile: false,
             sent_at: None,
+            position: None,
         })
         .collect()
 }
@@ -93,6 +103,7 @@ mod tests {
             except: vec![],
             volatile: false,
             sent_at: None,
+            position: None,
         };
         let (channel, bytes) = encode(&b);
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

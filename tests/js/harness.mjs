@@ -114,12 +114,12 @@ function tail(buf, max = 8000) {
  * Returns { address: "127.0.0.1:PORT", url: "http://127.0.0.1:PORT", host, port,
  *           alive(), exitInfo(), stderr(), stop() }.
  */
-export async function startGateway(args = [], { timeoutMs = 20000, env = {} } = {}) {
+export async function startGateway(args = [], { timeoutMs = 20000, env = {}, port = 0 } = {}) {
   const bin = gatewayBin();
   if (!existsSync(bin)) {
     throw new Error(`wsgate binary not found at ${bin} (build it with \`cargo build\` or set WSGATE_BIN)`);
   }
-  const fullArgs = ['serve', '--listen', '127.0.0.1:0', ...args];
+  const fullArgs = ['serve', '--listen', `127.0.0.1:${port}`, ...args];
   const { child, state, exitedPromise } = spawnGuarded(bin, fullArgs, { env: cleanEnv(env) });
   let stdout = '';
   let stderr = '';
@@ -225,11 +225,14 @@ export function redisRaw(port, command, timeoutMs = 1000) {
   });
 }
 
-/** Start redis-server on a free loopback port. Returns { port, url, stop(), alive() }. */
-export async function startRedis({ timeoutMs = 10000 } = {}) {
+/**
+ * Start redis-server on a free loopback port (or on `port`, e.g. to restart one).
+ * Returns { port, url, stop(), alive(), child }.
+ */
+export async function startRedis({ timeoutMs = 10000, port: fixed } = {}) {
   let lastErr;
   for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
+    const port = fixed ?? await freePort();
     if (port === 6379) continue; // never touch the shared Redis
     const { child, state, exitedPromise } = spawnGuarded('redis-server', [
       '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
@@ -251,6 +254,8 @@ export async function startRedis({ timeoutMs = 10000 } = {}) {
       return {
         port,
         url: `redis://127.0.0.1:${port}`,
+        child,
+        exited: exitedPromise,
         alive: () => !state.exited,
         stop: () => stopGuarded(child, exitedPromise),
       };

@@ -1,0 +1,195 @@
+//! The Redis side of history: the publish script (XADD + PUBLISH, one atomic step) and the
+//! read script (epoch, head and the entries after a position, one atomic step).
+
+use std::sync::LazyLock;
+
+use ::redis::{Script, Value};
+use futures_util::{FutureExt, future::BoxFuture};
+
+use super::{
+    History, HistoryConfig, HistoryError, Offset, Outcome, Position, Recovery, judge, keys,
+};
+use crate::backplane::room_channel;
+
+/// KEYS: stream, meta. ARGV: channel, the message without its last two flags (the flags
+/// map is the last value and its header already counts them), max entries, max age (ms),
+/// the epoch to start if the room has none, the meta's lifetime (ms).
+/// Returns `{receivers, epoch, offset}`.
+const PUBLISH: &str = r#"
+local m = redis.call('HMGET', KEYS[2], 'e', 'n', 'ms')
+local epoch, seq, last = m[1], 1, 0
+if epoch then
+  seq = tonumber(m[2]) + 1
+  last = tonumber(m[3])
+else
+  epoch = ARGV[5]
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now < last then now = last end
+local id = string.format('%d-%d', now, seq)
+local msg = ARGV[2] .. cmsgpack.pack('wsgateEpoch', epoch, 'wsgateOffset', id)
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], id, 'm', msg)
+redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', now - tonumber(ARGV[4])))
+redis.call('HSET', KEYS[2], 'e', epoch, 'n', string.format('%d', seq), 'ms', string.format('%d', now), 'id', id)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+return {redis.call('PUBLISH', ARGV[1], msg), epoch, id}
+"#;
+
+/// KEYS: stream, meta. ARGV: the offset to read after (empty: none), max entries, the epoch
+/// to start if the room has none, the meta's lifetime (ms). Returns `{epoch, head, entries}`.
+const READ: &str = r#"
+local epoch = redis.call('HGET', KEYS[2], 'e')
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('HSET', KEYS[2], 'e', epoch, 'n', 0, 'ms', 0, 'id', '0-0')
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+local head = redis.call('HGET', KEYS[2], 'id') or '0-0'
+local entries = {}
+if ARGV[1] ~= '' then
+  entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+end
+return {epoch, head, entries}
+"#;
+
+static PUBLISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PUBLISH));
+static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(READ));
+
+/// A new random epoch (only used when the room has none yet).
+fn new_epoch() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    id[..16].to_owned()
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Run the publish script for `channel` with `prefix` (see [`crate::backplane::wire::encode_open`]).
+/// Returns how many subscribers received it and its position.
+pub async fn publish(
+    conn: &mut deadpool_redis::Connection,
+    cfg: &HistoryConfig,
+    channel: &str,
+    prefix: &[u8],
+) -> Result<(u64, Position), HistoryError> {
+    let reply: Value = PUBLISH_SCRIPT
+        .key(keys::key_for("stream", channel))
+        .key(keys::key_for("meta", channel))
+        .arg(channel)
+        .arg(prefix)
+        .arg(cfg.size)
+        .arg(cfg.ttl_ms())
+        .arg(new_epoch())
+        .arg(cfg.epoch_ttl_ms())
+        .invoke_async(conn)
+        .await?;
+    let Value::Array(parts) = reply else {
+        return Err(HistoryError::Reply("publish: not an array"));
+    };
+    match parts.as_slice() {
+        [Value::Int(n), epoch, id] => {
+            let epoch = text(epoch).ok_or(HistoryError::Reply("publish: epoch"))?;
+            let offset = text(id)
+                .and_then(|s| s.parse().ok())
+                .ok_or(HistoryError::Reply("publish: offset"))?;
+            Ok((u64::try_from(*n).unwrap_or(0), Position { epoch, offset }))
+        }
+        _ => Err(HistoryError::Reply("publish: shape")),
+    }
+}
+
+/// One XRANGE entry: `[id, [field, value, ...]]` with the message under `m`.
+fn entry(v: &Value) -> Option<(Offset, Vec<u8>)> {
+    let Value::Array(e) = v else { return None };
+    let [id, Value::Array(fields)] = e.as_slice() else {
+        return None;
+    };
+    let offset = text(id)?.parse().ok()?;
+    let mut it = fields.iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        if text(k).as_deref() == Some("m")
+            && let Value::BulkString(b) = v
+        {
+            return Some((offset, b.clone()));
+        }
+    }
+    None
+}
+
+/// Room history in Redis, read by the gateway when a client rejoins.
+pub struct RedisHistory {
+    pool: deadpool_redis::Pool,
+    cfg: HistoryConfig,
+}
+
+impl RedisHistory {
+    /// History of the fleet at `pool`, bounded as `cfg` says.
+    pub fn new(pool: deadpool_redis::Pool, cfg: HistoryConfig) -> Self {
+        Self { pool, cfg }
+    }
+}
+
+impl History for RedisHistory {
+    fn read(
+        &self,
+        room: &str,
+        since: Option<Position>,
+    ) -> BoxFuture<'static, Result<Recovery, HistoryError>> {
+        let pool = self.pool.clone();
+        let cfg = self.cfg;
+        let channel = room_channel(room);
+        async move {
+            let mut conn = pool.get().await?;
+            let after = since
+                .as_ref()
+                .map(|p| p.offset.to_string())
+                .unwrap_or_default();
+            let reply: Value = READ_SCRIPT
+                .key(keys::key_for("stream", &channel))
+                .key(keys::key_for("meta", &channel))
+                .arg(after)
+                .arg(cfg.size)
+                .arg(new_epoch())
+                .arg(cfg.epoch_ttl_ms())
+                .invoke_async(&mut conn)
+                .await?;
+            let Value::Array(parts) = reply else {
+                return Err(HistoryError::Reply("read: not an array"));
+            };
+            let [epoch, head, Value::Array(entries)] = parts.as_slice() else {
+                return Err(HistoryError::Reply("read: shape"));
+            };
+            let epoch = text(epoch).ok_or(HistoryError::Reply("read: epoch"))?;
+            let head: Offset = text(head)
+                .and_then(|s| s.parse().ok())
+                .ok_or(HistoryError::Reply("read: head"))?;
+            let outcome = match &since {
+                None => Outcome::Fresh,
+                Some(since) => {
+                    let entries = entries
+                        .iter()
+                        .map(entry)
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or(HistoryError::Reply("read: entry"))?;
+                    judge(since, &epoch, head, entries)
+                }
+            };
+            Ok(Recovery {
+                head: Position {
+                    epoch,
+                    offset: head,
+                },
+                outcome,
+            })
+        }
+        .boxed()
+    }
+}
