@@ -7,8 +7,11 @@ use time::OffsetDateTime;
 
 use crate::{
     access::{self, AccessError},
-    backplane::{Backplane, BackplaneError, memory::MemoryBackplane, redis::RedisBackplane},
-    config::ServeConfig,
+    backplane::{
+        Backplane, BackplaneError, cluster::ClusterBackplane, memory::MemoryBackplane,
+        redis::RedisBackplane,
+    },
+    config::{RedisMode, ServeConfig},
     gateway::{self, Gateway, Limits},
     http::{self, Readiness},
     publish,
@@ -72,7 +75,12 @@ pub async fn run(
     cfg.check().map_err(ServeError::Config)?;
     let access = access::from_config(&cfg)?;
     let (backplane, inbound): (Arc<dyn Backplane>, _) = match &cfg.redis_url {
+        Some(url) if cfg.redis_mode.mode == RedisMode::Cluster => {
+            let (b, rx) = ClusterBackplane::start(url)?;
+            (Arc::new(b), rx)
+        }
         Some(url) => {
+            cfg.redis_mode.check(url).map_err(ServeError::Config)?;
             let (b, rx) = RedisBackplane::start(url)?;
             (Arc::new(b), rx)
         }

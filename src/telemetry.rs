@@ -51,6 +51,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     }
     for name in [
         "wsgate_backplane_reconnects_total",
+        "wsgate_backplane_resubscribes_total",
         "wsgate_events_limited_total",
         "wsgate_drain_disconnects_total",
     ] {
@@ -115,6 +116,10 @@ fn describe() {
     describe_counter!(
         "wsgate_backplane_reconnects_total",
         "Reconnection attempts of the Redis subscriber."
+    );
+    describe_counter!(
+        "wsgate_backplane_resubscribes_total",
+        "Shard channels a Redis Cluster node dropped (slot moved) that were subscribed again."
     );
     describe_histogram!(
         "wsgate_fanout_seconds",
