@@ -517,9 +517,11 @@ fn parse_redis_url(s: &str) -> Result<String, String> {
     if !s.is_empty() && s.split(',').all(ok) {
         Ok(s.to_owned())
     } else {
-        Err("expected a Redis URL such as redis://127.0.0.1:6379/0, or for \
+        Err(
+            "expected a Redis URL such as redis://127.0.0.1:6379/0, or for \
              --redis-mode cluster seed nodes separated by commas"
-            .into())
+                .into(),
+        )
     }
 }
 

@@ -72,7 +72,7 @@ fn builder(urls: &str) -> ClusterClientBuilder {
 /// engine and the `publish` library. Connects on first use.
 #[derive(Clone)]
 pub struct ClusterPublisher {
-    client: ClusterClient,
+    client: Arc<ClusterClient>,
     conn: Arc<OnceCell<ClusterConnection>>,
     uid: Arc<str>,
 }
@@ -90,7 +90,7 @@ impl ClusterPublisher {
     /// stamping its messages with `uid`.
     pub fn new(urls: &str, uid: &str) -> Result<Self, BackplaneError> {
         Ok(Self {
-            client: builder(urls).build()?,
+            client: Arc::new(builder(urls).build()?),
             conn: Arc::new(OnceCell::new()),
             uid: uid.into(),
         })
@@ -454,7 +454,8 @@ impl Subscriber {
         match cmd {
             Command::Subscribe(ch, done) => {
                 let new = self.rooms.insert(ch.clone());
-                if new && self.healthy
+                if new
+                    && self.healthy
                     && let Some(c) = conn
                     && let Err(e) = bounded(c.ssubscribe(&ch)).await
                 {
@@ -496,8 +497,7 @@ impl Subscriber {
                 let ch = String::from_utf8_lossy(ch).into_owned();
                 // Our own SUNSUBSCRIBE removed it from `rooms` first; a wanted channel
                 // dropped by the server means its slot moved.
-                if (self.rooms.contains(&ch) || self.base.contains(&ch)) && self.lost.insert(ch)
-                {
+                if (self.rooms.contains(&ch) || self.base.contains(&ch)) && self.lost.insert(ch) {
                     metrics::counter!("wsgate_backplane_resubscribes_total").increment(1);
                     tracing::info!("a shard channel's slot moved; re-subscribing it");
                 }
@@ -519,7 +519,11 @@ impl Subscriber {
             }
         } else {
             match sharded_wire::decode(payload) {
-                Ok(sharded_wire::Message::Broadcast { uid, nsp, broadcast }) => {
+                Ok(sharded_wire::Message::Broadcast {
+                    uid,
+                    nsp,
+                    broadcast,
+                }) => {
                     if uid == self.uid || nsp != "/" {
                         return;
                     }
@@ -587,7 +591,10 @@ mod tests {
             r.remember(i.to_string(), "u".into(), 8);
         }
         assert!(r.take("0").is_none());
-        assert_eq!(r.take(&(REQUESTERS_KEPT + 9).to_string()), Some(("u".into(), 8)));
+        assert_eq!(
+            r.take(&(REQUESTERS_KEPT + 9).to_string()),
+            Some(("u".into(), 8))
+        );
         assert!(r.by_id.len() < REQUESTERS_KEPT);
     }
 }

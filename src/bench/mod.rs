@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::{
     backplane::{
-        Args, Broadcast, BackplaneError, cluster::ClusterPublisher, redis::RedisPublisher,
+        Args, BackplaneError, Broadcast, cluster::ClusterPublisher, redis::RedisPublisher,
     },
     config::RedisMode,
     config::{BenchConfig, BenchMode},
