@@ -57,7 +57,7 @@ pub enum RedisMode {
 pub struct RedisModeArg {
     /// `standalone` (one Redis) or `cluster` (Redis Cluster, sharded pub/sub; give the seed
     /// nodes in `--redis-url`, comma-separated: `redis://10.0.0.1:6379,redis://10.0.0.2:6379`).
-    #[arg(long = "redis-mode", env = "WSGATE_REDIS_MODE", value_enum, default_value_t = RedisMode::Standalone)]
+    #[arg(id = "redis_mode", long = "redis-mode", env = "WSGATE_REDIS_MODE", value_enum, default_value_t = RedisMode::Standalone)]
     pub mode: RedisMode,
 }
 
@@ -535,6 +535,28 @@ mod tests {
         assert_eq!(parse_size("65536"), Ok(65536));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn command_line_is_consistent() {
+        // Catches clashing argument ids between flattened groups (e.g. two `mode`s).
+        <Cli as clap::CommandFactory>::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "wsgate",
+            "bench",
+            "--url",
+            "http://x",
+            "--redis-mode",
+            "cluster",
+            "--mode",
+            "idle",
+        ])
+        .unwrap();
+        let Command::Bench(b) = cli.command else {
+            panic!("not bench")
+        };
+        assert_eq!(b.redis_mode.mode, RedisMode::Cluster);
+        assert_eq!(b.mode, BenchMode::Idle);
     }
 
     #[test]

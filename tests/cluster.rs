@@ -238,6 +238,32 @@ async fn sharded_rooms_survive_failover_and_slot_migration() {
                 c.label
             );
         }
+        // Revocation travels by classic PUBLISH, which the cluster forwards to every node:
+        // every replica takes the user's sockets out of the room and tells them.
+        let out = support::run_wsgate(
+            "revoke",
+            &[
+                "--redis-mode",
+                "cluster",
+                "--redis-url",
+                &seeds,
+                "--user",
+                "user_2",
+                "--project",
+                &rooms[2],
+            ],
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+        assert!(out.success(), "wsgate revoke: {}", out.stderr);
+        for c in &mut clients {
+            let (ev, _) = c
+                .wait_for_event("exception", Duration::from_secs(5))
+                .await
+                .unwrap_or_else(|| panic!("{}: no revocation notice", c.label));
+            assert!(ev[0].to_string().contains(&rooms[2]), "{}: {ev:?}", c.label);
+        }
         for g in &mut replicas {
             g.assert_running();
         }
