@@ -14,6 +14,15 @@
 //!   push and the crate forgets them; the engine subscribes again to those it still wants
 //!   (routed to the new owner through `MOVED`), counted in
 //!   `wsgate_backplane_resubscribes_total`.
+//! - the crate can lose a subscription while the topology changes: two requests redirected
+//!   to a node it has no connection to yet each open one, and the second replaces the first
+//!   in its connection map (redis 1.8.1 `cluster_handling/async_connection/mod.rs`,
+//!   `get_redirected_connection` and `connect_check_and_add`, which `insert`s
+//!   unconditionally); the dropped connection takes its subscriptions with it and no push
+//!   says so. So the engine re-subscribes one channel at a time, and does the whole set once
+//!   more a second after each full re-subscription (`SSUBSCRIBE` of a channel a connection
+//!   already has is a no-op). Seen in `tests/cluster.rs` before this: about one run in
+//!   three lost a room after a failover.
 //!
 //! Like the single-Redis engine, one task owns the subscriptions and takes subscribe /
 //! unsubscribe commands in order; publishes go through a separate cluster connection.
@@ -29,7 +38,7 @@ use std::{
     time::Duration,
 };
 
-use futures_util::{FutureExt, StreamExt, future::BoxFuture, stream};
+use futures_util::{FutureExt, future::BoxFuture};
 use redis::{
     PushInfo, PushKind, Value,
     cluster::{ClusterClient, ClusterClientBuilder},
@@ -48,8 +57,8 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 const REPAIR_EVERY: Duration = Duration::from_millis(250);
 /// How often a ready engine checks that the cluster still answers.
 const PING_EVERY: Duration = Duration::from_secs(5);
-/// Subscription commands in flight at once while repairing.
-const REPAIR_CONCURRENCY: usize = 32;
+/// After a full re-subscription, everything is subscribed once more this much later.
+const RECHECK_AFTER: Duration = Duration::from_secs(1);
 /// Requests whose requester is remembered, to route the answer to its channel.
 const REQUESTERS_KEPT: usize = 1024;
 
@@ -211,6 +220,7 @@ impl ClusterBackplane {
             rooms: HashSet::new(),
             healthy: false,
             lost: HashSet::new(),
+            recheck_at: None,
             requesters: requesters.clone(),
             logs: LogLimiter::new(Duration::from_secs(10)),
         };
@@ -307,6 +317,8 @@ struct Subscriber {
     healthy: bool,
     /// Channels a node dropped (slot moved away) that are still wanted.
     lost: HashSet<String>,
+    /// When to subscribe everything once more after a full re-subscription.
+    recheck_at: Option<tokio::time::Instant>,
     requesters: Arc<Mutex<Requesters>>,
     logs: LogLimiter,
 }
@@ -343,7 +355,7 @@ impl Subscriber {
                     None => return,
                     Some(p) => self.on_push(p).await,
                 },
-                _ = repair.tick(), if !self.healthy || !self.lost.is_empty() => {
+                _ = repair.tick(), if !self.healthy || !self.lost.is_empty() || self.recheck_due() => {
                     if conn.is_none() {
                         match bounded(self.client.get_async_connection()).await {
                             Ok(c) => conn = Some(c),
@@ -373,6 +385,11 @@ impl Subscriber {
         }
     }
 
+    fn recheck_due(&self) -> bool {
+        self.recheck_at
+            .is_some_and(|at| tokio::time::Instant::now() >= at)
+    }
+
     /// Every channel the replica should be subscribed to now.
     fn wanted(&self) -> Vec<String> {
         self.base.iter().chain(self.rooms.iter()).cloned().collect()
@@ -387,29 +404,27 @@ impl Subscriber {
         self.ready.store(false, Ordering::Relaxed);
     }
 
-    /// Subscribe to every wanted channel (or only the lost ones while healthy); true once
-    /// all are confirmed.
+    /// Subscribe to every wanted channel (while not ready, or for the recheck), or only the
+    /// lost ones; true once all are confirmed.
     async fn repair(&mut self, conn: &mut ClusterConnection) -> bool {
         let full = !self.healthy;
-        let channels: Vec<String> = if full {
+        let recheck = !full && self.recheck_due();
+        let channels: Vec<String> = if full || recheck {
             self.wanted()
         } else {
             self.lost.iter().cloned().collect()
         };
-        let results: Vec<(String, Result<(), String>)> = stream::iter(channels)
-            .map(|ch| {
-                let mut c = conn.clone();
-                async move {
-                    let r = bounded(c.ssubscribe(&ch)).await;
-                    (ch, r)
-                }
-            })
-            .buffer_unordered(REPAIR_CONCURRENCY)
-            .collect()
-            .await;
+        // One at a time: concurrent requests to a node the crate is (re)connecting to can
+        // cost a subscription (see the module comment).
+        let mut results = Vec::with_capacity(channels.len());
+        for ch in channels {
+            let r = bounded(conn.ssubscribe(&ch)).await;
+            results.push((ch, r));
+        }
         let mut failed = 0usize;
         let mut last = String::new();
         for (ch, r) in &results {
+            tracing::debug!(channel = %ch, result = ?r, "cluster re-subscription");
             match r {
                 Ok(()) => {
                     self.lost.remove(ch);
@@ -430,8 +445,12 @@ impl Subscriber {
             tracing::debug!(failed, error = %last, "cluster re-subscription incomplete; retrying");
             return false;
         }
-        if full {
+        if recheck {
+            self.recheck_at = None;
+            tracing::debug!(channels = results.len(), "cluster subscriptions rechecked");
+        } else if full {
             self.healthy = true;
+            self.recheck_at = Some(tokio::time::Instant::now() + RECHECK_AFTER);
             self.ready.store(true, Ordering::Relaxed);
             metrics::gauge!("wsgate_backplane_connected").set(1.0);
             metrics::counter!("wsgate_backplane_reconnects_total").increment(1);
@@ -479,6 +498,9 @@ impl Subscriber {
     }
 
     async fn on_push(&mut self, p: PushInfo) {
+        if p.kind != PushKind::SMessage {
+            tracing::debug!(kind = ?p.kind, data = ?p.data, "cluster push");
+        }
         match p.kind {
             PushKind::SMessage | PushKind::Message => {
                 let mut data = p.data.into_iter();
