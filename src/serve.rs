@@ -84,6 +84,12 @@ pub async fn run(
             let (b, rx) = RedisBackplane::start(url)?;
             (Arc::new(b), rx)
         }
+        None if cfg.redis_mode.mode == RedisMode::Cluster => {
+            return Err(ServeError::Config(
+                "--redis-mode cluster needs the seed nodes in --redis-url / WSGATE_REDIS_URL"
+                    .into(),
+            ));
+        }
         None => {
             let (b, rx) = MemoryBackplane::new();
             (Arc::new(b), rx)

@@ -415,39 +415,27 @@ impl Subscriber {
             self.lost.iter().cloned().collect()
         };
         // One at a time: concurrent requests to a node the crate is (re)connecting to can
-        // cost a subscription (see the module comment).
-        let mut results = Vec::with_capacity(channels.len());
+        // cost a subscription (see the module comment). The pass stops at the first failure
+        // (a shard still failing over) so it never waits a timeout per channel; the next
+        // tick starts again, and what already succeeded is a no-op then.
+        let total = channels.len();
         for ch in channels {
             let r = bounded(conn.ssubscribe(&ch)).await;
-            results.push((ch, r));
-        }
-        let mut failed = 0usize;
-        let mut last = String::new();
-        for (ch, r) in &results {
             tracing::debug!(channel = %ch, result = ?r, "cluster re-subscription");
-            match r {
-                Ok(()) => {
-                    self.lost.remove(ch);
-                }
-                Err(e) => {
-                    failed += 1;
-                    last.clone_from(e);
-                }
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "cluster re-subscription incomplete; retrying");
+                return false;
             }
+            self.lost.remove(&ch);
         }
         // Control messages travel by classic pub/sub, which a cluster sends to every node.
-        let control = if full {
-            bounded(conn.subscribe(CONTROL_CHANNEL)).await
-        } else {
-            Ok(())
-        };
-        if failed > 0 || control.is_err() {
-            tracing::debug!(failed, error = %last, "cluster re-subscription incomplete; retrying");
+        if full && let Err(e) = bounded(conn.subscribe(CONTROL_CHANNEL)).await {
+            tracing::debug!(error = %e, "control channel subscription failed; retrying");
             return false;
         }
         if recheck {
             self.recheck_at = None;
-            tracing::debug!(channels = results.len(), "cluster subscriptions rechecked");
+            tracing::debug!(channels = total, "cluster subscriptions rechecked");
         } else if full {
             self.healthy = true;
             self.recheck_at = Some(tokio::time::Instant::now() + RECHECK_AFTER);
@@ -455,13 +443,13 @@ impl Subscriber {
             metrics::gauge!("wsgate_backplane_connected").set(1.0);
             metrics::counter!("wsgate_backplane_reconnects_total").increment(1);
             tracing::info!(
-                channels = results.len(),
+                channels = total,
                 rooms = self.rooms.len(),
                 "redis cluster backplane subscribed"
             );
         } else {
             tracing::info!(
-                channels = results.len(),
+                channels = total,
                 "re-subscribed shard channels whose slot moved"
             );
         }
