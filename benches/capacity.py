@@ -56,14 +56,14 @@ def main():
     p.add_argument("--mem-per-replica-gb", type=float, default=4.0)
     p.add_argument("--target-util", type=float, default=0.6, help="planned CPU/memory use of a replica (headroom)")
     p.add_argument("--redis-util", type=float, default=0.5, help="planned CPU use of a Redis shard (one core)")
-    p.add_argument("--base-replica-mb", type=float, default=15.0, help="RSS of an empty replica")
+    p.add_argument("--base-replica-mb", type=float, default=9.0, help="RSS of an empty replica (measured: ~9 MB)")
     a = p.parse_args()
 
     bench = json.load(open(a.bench)) if a.bench else None
     cpu_us = bench["server_cpu_us_per_delivery"] if bench else a.cpu_us_per_delivery
     mem_kb = a.mem_per_conn_kb
     if a.idle:
-        mem_kb = json.load(open(a.idle))["server_rss_bytes_per_connection"] / 1024
+        mem_kb = json.load(open(a.idle))["server_rss_bytes_per_connection"] / 1000
     redis_us = a.redis_us_per_publish
     if redis_us is None and a.redis_report:
         redis_us = redis_us_from_report(a.redis_report)
@@ -77,8 +77,8 @@ def main():
     N, D, m = a.connections, a.deliveries, a.members_per_room
     cpu_cores = D * cpu_us / 1e6
     r_cpu = math.ceil(cpu_cores / (a.cores_per_replica * a.target_util))
-    mem_gb = N * mem_kb * 1024 / 1e9
-    r_mem = math.ceil(N * mem_kb * 1024 / ((a.mem_per_replica_gb * 1e9 - a.base_replica_mb * 1e6) * a.target_util))
+    mem_gb = N * mem_kb * 1000 / 1e9
+    r_mem = math.ceil(N * mem_kb * 1000 / ((a.mem_per_replica_gb * 1e9 - a.base_replica_mb * 1e6) * a.target_util))
     R = max(r_cpu, r_mem, 2)
     P = D / m
     k = subscribers(R, m)
@@ -98,7 +98,7 @@ def main():
     print(f"  memory: N*m_c = {mem_gb:.1f} GB -> {r_mem} replicas of {a.mem_per_replica_gb:g} GB at {a.target_util:.0%}")
     print(f"  R = {R} replicas ({N / R:,.0f} connections each, {D / R:,.0f} deliveries/s each)")
     print(f"  headroom: CPU {1 - cpu_cores / (R * a.cores_per_replica):.0%}, memory "
-          f"{1 - (N / R * mem_kb * 1024 + a.base_replica_mb * 1e6) / (a.mem_per_replica_gb * 1e9):.0%}")
+          f"{1 - (N / R * mem_kb * 1000 + a.base_replica_mb * 1e6) / (a.mem_per_replica_gb * 1e9):.0%}")
     print(f"  one replica lost: {N / R:,.0f} clients reconnect to {R - 1} replicas "
           f"(+{1 / (R - 1):.0%} load each)")
     print("redis")
