@@ -24,6 +24,9 @@
 //!   already has is a no-op). Seen in `tests/cluster.rs` before this: about one run in
 //!   three lost a room after a failover.
 //!
+//! A room left while the engine cannot reach its shard is unsubscribed once it can (the
+//! crate would otherwise keep re-subscribing it).
+//!
 //! Like the single-Redis engine, one task owns the subscriptions and takes subscribe /
 //! unsubscribe commands in order; publishes go through a separate cluster connection.
 //! Revocation stays on classic pub/sub (`wsgate-control#/#`), which a cluster forwards to
@@ -221,6 +224,7 @@ impl ClusterBackplane {
             healthy: false,
             lost: HashSet::new(),
             recheck_at: None,
+            stale: HashSet::new(),
             requesters: requesters.clone(),
             logs: LogLimiter::new(Duration::from_secs(10)),
         };
@@ -319,6 +323,8 @@ struct Subscriber {
     lost: HashSet<String>,
     /// When to subscribe everything once more after a full re-subscription.
     recheck_at: Option<tokio::time::Instant>,
+    /// Rooms left while the engine could not unsubscribe them.
+    stale: HashSet<String>,
     requesters: Arc<Mutex<Requesters>>,
     logs: LogLimiter,
 }
@@ -355,7 +361,7 @@ impl Subscriber {
                     None => return,
                     Some(p) => self.on_push(p).await,
                 },
-                _ = repair.tick(), if !self.healthy || !self.lost.is_empty() || self.recheck_due() => {
+                _ = repair.tick(), if !self.healthy || !self.lost.is_empty() || !self.stale.is_empty() || self.recheck_due() => {
                     if conn.is_none() {
                         match bounded(self.client.get_async_connection()).await {
                             Ok(c) => conn = Some(c),
@@ -428,6 +434,13 @@ impl Subscriber {
             }
             self.lost.remove(&ch);
         }
+        // Rooms left during the outage: unsubscribe them now, in order with everything else.
+        for ch in self.stale.iter().cloned().collect::<Vec<_>>() {
+            if bounded(conn.sunsubscribe(&ch)).await.is_err() {
+                return false;
+            }
+            self.stale.remove(&ch);
+        }
         // Control messages travel by classic pub/sub, which a cluster sends to every node.
         if full && let Err(e) = bounded(conn.subscribe(CONTROL_CHANNEL)).await {
             tracing::debug!(error = %e, "control channel subscription failed; retrying");
@@ -460,6 +473,7 @@ impl Subscriber {
     async fn on_command(&mut self, conn: Option<&mut ClusterConnection>, cmd: Command) {
         match cmd {
             Command::Subscribe(ch, done) => {
+                self.stale.remove(&ch);
                 let new = self.rooms.insert(ch.clone());
                 if new
                     && self.healthy
@@ -473,12 +487,16 @@ impl Subscriber {
             }
             Command::Unsubscribe(ch) => {
                 self.lost.remove(&ch);
-                if self.rooms.remove(&ch)
-                    && self.healthy
-                    && let Some(c) = conn
-                    && let Err(e) = bounded(c.sunsubscribe(&ch)).await
-                {
-                    tracing::debug!(error = %e, "sunsubscribe failed");
+                if self.rooms.remove(&ch) {
+                    let sent = match conn {
+                        Some(c) if self.healthy => bounded(c.sunsubscribe(&ch)).await,
+                        _ => Err("not connected".into()),
+                    };
+                    if let Err(e) = sent {
+                        // The crate would re-subscribe it after the outage: drop it then.
+                        tracing::debug!(error = %e, "sunsubscribe deferred");
+                        self.stale.insert(ch);
+                    }
                 }
             }
         }
