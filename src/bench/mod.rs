@@ -60,6 +60,9 @@ pub async fn run(cfg: BenchConfig) -> Result<(), BenchError> {
             "need at least one --url and one --room".into(),
         ));
     }
+    if let Some(url) = &cfg.redis_url {
+        cfg.redis_mode.check(url).map_err(BenchError::Config)?;
+    }
     let deadline = cfg.deadline;
     let report = tokio::time::timeout(deadline, measure(&cfg))
         .await
