@@ -40,6 +40,40 @@ pub enum Command {
     Token(TokenConfig),
 }
 
+/// How the fleet's Redis is deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum RedisMode {
+    /// One Redis (or a Sentinel-managed primary): classic pub/sub, the socket.io Redis
+    /// adapter's format.
+    #[default]
+    Standalone,
+    /// Redis Cluster (7+): sharded pub/sub in the format of the sharded adapter
+    /// (`createShardedAdapter`). `--redis-url` lists seed nodes, comma-separated.
+    Cluster,
+}
+
+/// The `--redis-mode` flag, shared by every subcommand that talks to the fleet's Redis.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct RedisModeArg {
+    /// `standalone` (one Redis) or `cluster` (Redis Cluster, sharded pub/sub; give the seed
+    /// nodes in `--redis-url`, comma-separated: `redis://10.0.0.1:6379,redis://10.0.0.2:6379`).
+    #[arg(id = "redis_mode", long = "redis-mode", env = "WSGATE_REDIS_MODE", value_enum, default_value_t = RedisMode::Standalone)]
+    pub mode: RedisMode,
+}
+
+impl RedisModeArg {
+    /// Rejects several URLs without cluster mode, where only the first would be used.
+    pub fn check(&self, url: &str) -> Result<(), String> {
+        if self.mode == RedisMode::Standalone && url.contains(',') {
+            return Err(format!(
+                "--redis-url / WSGATE_REDIS_URL lists several nodes ({url}); \
+                 that needs --redis-mode cluster (WSGATE_REDIS_MODE=cluster)"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What `wsgate bench` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BenchMode {
@@ -59,6 +93,9 @@ pub struct BenchConfig {
     /// Redis URL the publisher writes to (needed in `fanout` mode).
     #[arg(long, env = "WSGATE_REDIS_URL", value_parser = parse_redis_url)]
     pub redis_url: Option<String>,
+
+    #[command(flatten)]
+    pub redis_mode: RedisModeArg,
 
     /// What to measure.
     #[arg(long, value_enum, default_value_t = BenchMode::Fanout)]
@@ -243,6 +280,9 @@ pub struct RevokeConfig {
     #[arg(long, env = "WSGATE_REDIS_URL", value_parser = parse_redis_url)]
     pub redis_url: String,
 
+    #[command(flatten)]
+    pub redis_mode: RedisModeArg,
+
     /// The user whose access is revoked.
     #[arg(long)]
     pub user: String,
@@ -310,6 +350,9 @@ pub struct ServeConfig {
     /// backplane, for a single replica.
     #[arg(long, env = "WSGATE_REDIS_URL", value_parser = parse_redis_url)]
     pub redis_url: Option<String>,
+
+    #[command(flatten)]
+    pub redis_mode: RedisModeArg,
 
     /// Token table: a JSON or TOML file mapping token -> user id. Absent: the demo tokens.
     #[arg(long, env = "WSGATE_TOKENS")]
@@ -455,6 +498,9 @@ pub struct PublishConfig {
     #[arg(long, env = "WSGATE_REDIS_URL", value_parser = parse_redis_url)]
     pub redis_url: String,
 
+    #[command(flatten)]
+    pub redis_mode: RedisModeArg,
+
     /// Target room (repeatable). None: every socket of the namespace.
     #[arg(long = "room")]
     pub rooms: Vec<String>,
@@ -532,11 +578,21 @@ fn parse_origin_pattern(s: &str) -> Result<crate::http::origin::OriginPattern, S
         .map_err(|e: crate::http::origin::OriginError| e.to_string())
 }
 
+/// One Redis URL, or (for `--redis-mode cluster`) several separated by commas.
 fn parse_redis_url(s: &str) -> Result<String, String> {
-    redis::parse_redis_url(s)
-        .filter(|u| matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix"))
-        .map(|_| s.to_owned())
-        .ok_or_else(|| "expected a Redis URL such as redis://127.0.0.1:6379/0".into())
+    let ok = |u: &str| {
+        redis::parse_redis_url(u.trim())
+            .is_some_and(|u| matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix"))
+    };
+    if !s.is_empty() && s.split(',').all(ok) {
+        Ok(s.to_owned())
+    } else {
+        Err(
+            "expected a Redis URL such as redis://127.0.0.1:6379/0, or for \
+             --redis-mode cluster seed nodes separated by commas"
+                .into(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -564,9 +620,40 @@ mod tests {
     }
 
     #[test]
+    fn command_line_is_consistent() {
+        // Catches clashing argument ids between flattened groups (e.g. two `mode`s).
+        <Cli as clap::CommandFactory>::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "wsgate",
+            "bench",
+            "--url",
+            "http://x",
+            "--redis-mode",
+            "cluster",
+            "--mode",
+            "idle",
+        ])
+        .unwrap();
+        let Command::Bench(b) = cli.command else {
+            panic!("not bench")
+        };
+        assert_eq!(b.redis_mode.mode, RedisMode::Cluster);
+        assert_eq!(b.mode, BenchMode::Idle);
+    }
+
+    #[test]
     fn redis_urls_are_checked() {
         assert!(parse_redis_url("redis://127.0.0.1:6379").is_ok());
         assert!(parse_redis_url("http://x").is_err());
         assert!(parse_redis_url("nonsense").is_err());
+        assert!(parse_redis_url("redis://a:1,redis://b:2").is_ok());
+        assert!(parse_redis_url("redis://a:1,http://b").is_err());
+        let standalone = RedisModeArg::default();
+        assert!(standalone.check("redis://a:1").is_ok());
+        assert!(standalone.check("redis://a:1,redis://b:2").is_err());
+        let cluster = RedisModeArg {
+            mode: RedisMode::Cluster,
+        };
+        assert!(cluster.check("redis://a:1,redis://b:2").is_ok());
     }
 }

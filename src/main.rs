@@ -4,8 +4,12 @@ use clap::Parser;
 use tracing_subscriber::{EnvFilter, fmt};
 use wsgate::config::{Cli, Command, LogFormat};
 
+/// Log level without `RUST_LOG`. The redis crate's cluster client warns on every retry while
+/// a node fails over (hundreds of lines); the cluster engine logs the state changes itself.
+const DEFAULT_LOG: &str = "info,redis=error";
+
 fn init_logs(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -62,6 +62,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     }
     for name in [
         "wsgate_backplane_reconnects_total",
+        "wsgate_backplane_resubscribes_total",
         "wsgate_events_limited_total",
         "wsgate_drain_disconnects_total",
         "wsgate_slow_consumer_disconnects_total",
@@ -140,6 +141,10 @@ fn describe() {
     describe_counter!(
         "wsgate_backplane_reconnects_total",
         "Reconnection attempts of the Redis subscriber."
+    );
+    describe_counter!(
+        "wsgate_backplane_resubscribes_total",
+        "Shard channels a Redis Cluster node dropped (slot moved) that were subscribed again."
     );
     describe_histogram!(
         "wsgate_fanout_seconds",

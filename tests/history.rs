@@ -75,7 +75,8 @@ async fn history_publish_is_xadd_then_publish_of_the_same_positioned_bytes() {
         let redis = RedisServer::start().await;
         let publisher = Publisher::new(&redis.url())
             .unwrap()
-            .with_history(cfg(1000));
+            .with_history(cfg(1000))
+            .unwrap();
         let got = publish_and_capture(&redis, &publisher, "p", 3).await;
         let decoded: Vec<Broadcast> = got
             .iter()
@@ -130,7 +131,10 @@ async fn reads_give_back_exactly_the_missed_updates_or_say_why_not() {
         let fresh = history.read("p", None).await.unwrap();
         assert!(matches!(fresh.outcome, Outcome::Fresh));
         assert_eq!(fresh.head.offset.seq, 0);
-        let publisher = Publisher::new(&redis.url()).unwrap().with_history(cfg(3));
+        let publisher = Publisher::new(&redis.url())
+            .unwrap()
+            .with_history(cfg(3))
+            .unwrap();
         for i in 1..=5 {
             publisher.publish(&update("p", i)).await.unwrap();
         }

@@ -7,13 +7,16 @@
 //!   broadcast, act on a request). Everything a replica delivers, its own publishes
 //!   included, arrives through it, so there is one delivery path whatever the engine.
 //!
-//! Engines: [`memory`] (one replica, no Redis) and [`redis`] (the socket.io Redis adapter's
-//! wire format, [`wire`] and [`request`]).
+//! Engines: [`memory`] (one replica, no Redis), [`redis`] (the socket.io Redis adapter's
+//! wire format, [`wire`] and [`request`]) and [`cluster`] (Redis Cluster sharded pub/sub in
+//! the sharded adapter's format, [`sharded_wire`]).
 
+pub mod cluster;
 pub mod control;
 pub mod memory;
 pub mod redis;
 pub mod request;
+pub mod sharded_wire;
 pub mod wire;
 
 use std::{

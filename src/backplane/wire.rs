@@ -17,7 +17,7 @@ const EVENT: u64 = 2;
 const BINARY_EVENT: u64 = 5;
 /// Deepest nesting accepted in a message, far beyond any real payload; stops a hostile
 /// publisher from exhausting the subscriber's stack.
-const MAX_DEPTH: usize = 256;
+pub(crate) const MAX_DEPTH: usize = 256;
 /// Key in `opts.flags` where a publisher stamps its send time (ms since the Unix epoch, a
 /// number). An extension of the adapter's format that Node servers ignore.
 pub const SENT_AT: &str = "wsgateSentAt";
@@ -78,13 +78,13 @@ pub struct Envelope {
     pub broadcast: Broadcast,
 }
 
-fn get<'a>(map: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
+pub(crate) fn get<'a>(map: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
     map.iter()
         .find(|(k, _)| k.as_str() == Some(key))
         .map(|(_, v)| v)
 }
 
-fn strings(v: Option<&Value>, what: &'static str) -> Result<Vec<String>, WireError> {
+pub(crate) fn strings(v: Option<&Value>, what: &'static str) -> Result<Vec<String>, WireError> {
     match v {
         None | Some(Value::Nil) => Ok(Vec::new()),
         Some(Value::Array(items)) => items
@@ -123,6 +123,20 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
         _ => return Err(WireError::NotEnvelope),
     };
 
+    let (nsp, broadcast) = event_of(packet, opts.as_ref())?;
+    Ok(Envelope {
+        uid,
+        nsp,
+        broadcast,
+    })
+}
+
+/// The namespace and broadcast of a Socket.IO event packet map and its adapter `opts`:
+/// shared by the classic `[uid, packet, opts]` array and the sharded adapter's messages.
+pub(crate) fn event_of(
+    packet: Vec<(Value, Value)>,
+    opts: Option<&Value>,
+) -> Result<(String, Broadcast), WireError> {
     match get(&packet, "type").and_then(Value::as_u64) {
         Some(EVENT | BINARY_EVENT) => {}
         _ => return Err(WireError::BadPacket("type is not 2 or 5")),
@@ -152,7 +166,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
         _ => return Err(WireError::BadPacket("event name is not a string")),
     };
 
-    let (rooms, except, volatile, sent_at, position) = match &opts {
+    let (rooms, except, volatile, sent_at, position) = match opts {
         None | Some(Value::Nil) => (Vec::new(), Vec::new(), false, None, None),
         Some(Value::Map(o)) => {
             let (volatile, sent_at, position) = match get(o, "flags") {
@@ -176,10 +190,9 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
         Some(_) => return Err(WireError::BadOpts("opts is not a map")),
     };
 
-    Ok(Envelope {
-        uid,
+    Ok((
         nsp,
-        broadcast: Broadcast {
+        Broadcast {
             event,
             args: Args(data),
             rooms,
@@ -188,7 +201,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
             sent_at,
             position,
         },
-    })
+    ))
 }
 
 /// The history position in `flags`, when both parts are there and well formed (anything

@@ -18,7 +18,10 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 
 use crate::{
-    backplane::{Args, Broadcast, redis::RedisPublisher, wire},
+    backplane::{
+        Args, BackplaneError, Broadcast, cluster::ClusterPublisher, redis::RedisPublisher,
+    },
+    config::RedisMode,
     config::{BenchConfig, BenchMode},
 };
 
@@ -56,6 +59,9 @@ pub async fn run(cfg: BenchConfig) -> Result<(), BenchError> {
         return Err(BenchError::Config(
             "need at least one --url and one --room".into(),
         ));
+    }
+    if let Some(url) = &cfg.redis_url {
+        cfg.redis_mode.check(url).map_err(BenchError::Config)?;
     }
     let deadline = cfg.deadline;
     let report = tokio::time::timeout(deadline, measure(&cfg))
@@ -230,6 +236,30 @@ async fn measure(cfg: &BenchConfig) -> Result<serde_json::Value, BenchError> {
     Ok(report)
 }
 
+/// The bench's publisher: the emitter's format on one Redis, the sharded adapter's on a
+/// cluster (what a backend would send in each case).
+enum BenchPublisher {
+    Single(RedisPublisher),
+    Cluster(ClusterPublisher),
+}
+
+impl BenchPublisher {
+    fn new(url: &str, mode: RedisMode) -> Result<Self, BackplaneError> {
+        let uid = crate::publish::EMITTER_UID;
+        Ok(match mode {
+            RedisMode::Standalone => Self::Single(RedisPublisher::new(url, uid)?),
+            RedisMode::Cluster => Self::Cluster(ClusterPublisher::new(url, uid)?),
+        })
+    }
+
+    async fn publish(&self, b: &Broadcast) -> Result<u64, BackplaneError> {
+        match self {
+            Self::Single(p) => p.publish(b).await,
+            Self::Cluster(p) => p.publish(b).await,
+        }
+    }
+}
+
 /// What the publisher did.
 struct Paced {
     published: Vec<u64>,
@@ -242,7 +272,7 @@ struct Paced {
 /// stamped with its room's next sequence number and the send time. A failed publish is
 /// counted (its sequence number is not reused, so receivers count it as lost).
 async fn publish_paced(cfg: &BenchConfig, url: &str, clock: Clock) -> Result<Paced, BenchError> {
-    let publisher = RedisPublisher::new(url, crate::publish::EMITTER_UID)?;
+    let publisher = BenchPublisher::new(url, cfg.redis_mode.mode)?;
     let wall = Instant::now();
     let mut published = vec![0u64; cfg.rooms.len()];
     let mut failed = 0u64;
@@ -267,11 +297,7 @@ async fn publish_paced(cfg: &BenchConfig, url: &str, clock: Clock) -> Result<Pac
             sent_at: None,
             position: None,
         };
-        let bytes = wire::encode(crate::publish::EMITTER_UID, &b);
-        if let Err(e) = publisher
-            .publish_raw(&crate::backplane::channel_for(&b), bytes)
-            .await
-        {
+        if let Err(e) = publisher.publish(&b).await {
             failed += 1;
             tracing::warn!(error = %e, "publish failed");
         }

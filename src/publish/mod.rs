@@ -3,13 +3,18 @@
 //! (uid `emitter`), so replicas cannot tell it from a Node backend.
 
 mod command;
+mod engine;
 pub mod revoke;
 
 use time::OffsetDateTime;
 
 pub use command::run;
 
-use crate::backplane::{Args, BackplaneError, Broadcast, channel_for, redis::RedisPublisher, wire};
+use crate::{
+    backplane::{Args, BackplaneError, Broadcast, channel_for, wire},
+    config::{RedisMode, RedisModeArg},
+};
+use engine::Engine;
 
 /// The uid the official emitter stamps on its messages.
 pub const EMITTER_UID: &str = "emitter";
@@ -31,24 +36,44 @@ pub enum PublishError {
 /// Publishes updates into a wsgate (or Node socket.io) fleet through Redis.
 #[derive(Debug, Clone)]
 pub struct Publisher {
-    inner: RedisPublisher,
+    inner: Engine,
 }
 
 impl Publisher {
-    /// A publisher for the fleet at `redis_url`. Connects lazily, on the first publish.
+    /// A publisher for the fleet at `redis_url` (one Redis). Connects lazily, on the first
+    /// publish.
     pub fn new(redis_url: &str) -> Result<Self, PublishError> {
+        Self::with_mode(redis_url, RedisModeArg::default())
+    }
+
+    /// A publisher for a fleet on Redis Cluster, reached through `seeds` (comma-separated
+    /// URLs): sharded pub/sub in the sharded adapter's format.
+    pub fn cluster(seeds: &str) -> Result<Self, PublishError> {
+        Self::with_mode(
+            seeds,
+            RedisModeArg {
+                mode: RedisMode::Cluster,
+            },
+        )
+    }
+
+    /// A publisher for `redis_url` in the given `--redis-mode`.
+    pub fn with_mode(redis_url: &str, mode: RedisModeArg) -> Result<Self, PublishError> {
         Ok(Self {
-            inner: RedisPublisher::new(redis_url, EMITTER_UID)?,
+            inner: Engine::new(redis_url, mode)?,
         })
     }
 
     /// The same publisher, keeping every one-room update in the room's history (the
     /// replicas' `--history-size` / `--history-ttl`), so clients that opted in can recover
-    /// it. `None`: plain emitter bytes.
-    pub fn with_history(self, history: Option<crate::history::HistoryConfig>) -> Self {
-        Self {
-            inner: self.inner.with_history(history),
-        }
+    /// it. `None`: plain emitter bytes. Refused for a Redis Cluster (not written there yet).
+    pub fn with_history(
+        self,
+        history: Option<crate::history::HistoryConfig>,
+    ) -> Result<Self, PublishError> {
+        Ok(Self {
+            inner: self.inner.with_history(history)?,
+        })
     }
 
     /// Publish one update; returns how many subscribers (replicas) Redis handed it to.

@@ -3,7 +3,7 @@
 
 use super::{PublishError, Publisher};
 use crate::{
-    backplane::{CONTROL_CHANNEL, Control, control::now_ms},
+    backplane::{Control, control::now_ms},
     config::RevokeConfig,
 };
 
@@ -19,16 +19,13 @@ impl Publisher {
             project: project.map(str::to_owned),
             at_ms: Some(now_ms()),
         };
-        Ok(self
-            .inner
-            .publish_raw(CONTROL_CHANNEL, msg.encode())
-            .await?)
+        Ok(self.inner.publish_control(msg.encode()).await?)
     }
 }
 
 /// `wsgate revoke`: publish one revocation and print how many replicas received it.
 pub async fn run(cfg: RevokeConfig) -> Result<(), PublishError> {
-    let publisher = Publisher::new(&cfg.redis_url)?;
+    let publisher = Publisher::with_mode(&cfg.redis_url, cfg.redis_mode)?;
     let n = publisher.revoke(&cfg.user, cfg.project.as_deref()).await?;
     println!(
         "revoked user={} project={} replicas={n}",

@@ -392,3 +392,6 @@ export async function waitUntil(fn, { timeoutMs = 5000, intervalMs = 50, what = 
 export function sameJson(actual, expected) {
   return JSON.stringify(actual) === JSON.stringify(expected);
 }
+
+// For helpers in other files (cluster.mjs) that start their own guarded processes.
+export { spawnGuarded, stopGuarded };

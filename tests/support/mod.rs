@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod cluster;
 pub mod redis;
 
 use std::collections::VecDeque;

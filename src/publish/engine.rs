@@ -1,0 +1,66 @@
+//! Which Redis a [`Publisher`](super::Publisher) writes to: one Redis (classic pub/sub, the
+//! emitter's format) or a Redis Cluster (sharded pub/sub, the sharded adapter's format).
+
+use crate::{
+    backplane::{
+        BackplaneError, Broadcast, CONTROL_CHANNEL, cluster::ClusterPublisher,
+        redis::RedisPublisher,
+    },
+    config::{RedisMode, RedisModeArg},
+};
+
+use super::{EMITTER_UID, PublishError};
+
+/// The transport under a publisher.
+#[derive(Debug, Clone)]
+pub(crate) enum Engine {
+    /// One Redis.
+    Single(RedisPublisher),
+    /// A Redis Cluster reached through seed nodes.
+    Cluster(ClusterPublisher),
+}
+
+impl Engine {
+    /// The engine for `url` in `mode` (a cluster takes comma-separated seeds).
+    pub(crate) fn new(url: &str, mode: RedisModeArg) -> Result<Self, PublishError> {
+        mode.check(url).map_err(PublishError::Input)?;
+        Ok(match mode.mode {
+            RedisMode::Standalone => Engine::Single(RedisPublisher::new(url, EMITTER_UID)?),
+            RedisMode::Cluster => Engine::Cluster(ClusterPublisher::new(url, EMITTER_UID)?),
+        })
+    }
+
+    /// The same engine, writing one-room updates into room history too. Only one Redis
+    /// has it: the history script speaks the classic adapter's format.
+    pub(crate) fn with_history(
+        self,
+        history: Option<crate::history::HistoryConfig>,
+    ) -> Result<Self, PublishError> {
+        match (self, history) {
+            (Engine::Single(p), h) => Ok(Engine::Single(p.with_history(h))),
+            (e @ Engine::Cluster(_), None) => Ok(e),
+            (Engine::Cluster(_), Some(_)) => Err(PublishError::Input(
+                "--history-size needs --redis-mode standalone: room history is not written in \
+                 cluster mode yet"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Publish one broadcast on its channel, in the format the fleet's adapter reads.
+    pub(crate) async fn publish(&self, b: &Broadcast) -> Result<u64, BackplaneError> {
+        match self {
+            Engine::Single(p) => p.publish(b).await,
+            Engine::Cluster(p) => p.publish(b).await,
+        }
+    }
+
+    /// Publish a control message (revocation). Classic pub/sub in both cases: a cluster
+    /// forwards `PUBLISH` to every node, where replicas listen for it.
+    pub(crate) async fn publish_control(&self, bytes: Vec<u8>) -> Result<u64, BackplaneError> {
+        match self {
+            Engine::Single(p) => p.publish_raw(CONTROL_CHANNEL, bytes).await,
+            Engine::Cluster(p) => p.publish_classic(CONTROL_CHANNEL, bytes).await,
+        }
+    }
+}
