@@ -20,6 +20,8 @@ mkdir -p "$WORK"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo build --release --quiet
 BIN=target/release/wsgate
+# REPORT_ONLY=1: print the table from the reports of the last run, without measuring.
+if [ "${REPORT_ONLY:-}" != 1 ]; then
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; pids=(); }
@@ -49,6 +51,7 @@ for setting in $SETTINGS; do
     cleanup
   done
 done
+fi
 
 python3 - "$WORK" "$CLIENTS" "$DURATION" $SETTINGS -- $RATES <<'PY'
 import json, sys
@@ -56,13 +59,13 @@ work, clients, duration = sys.argv[1:4]
 rest = sys.argv[4:]
 settings, rates = rest[:rest.index("--")], rest[rest.index("--") + 1:]
 print(f"CLIENTS={clients} DURATION={duration}, 2 replicas + 1 redis-server, clients over 3 rooms\n")
-print("| window | slow consumers | publishes/s | deliveries/s | server CPU µs/delivery | p50 ms | p99 ms | max ms | lost |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| window | slow consumers | publishes/s | deliveries/s | server CPU µs/delivery | generator CPU µs/delivery | p50 ms | p99 ms | max ms | lost |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for s in settings:
     for r in rates:
         d = json.load(open(f"{work}/{s}-{r}.json"))
         w, _, mode = s.partition("+")
         l = d["latency_ms"]
         print(f"| {w} | {mode or 'disconnect'} | {r} | {d['deliveries_per_second']:.0f} | "
-              f"{d['server_cpu_us_per_delivery']:.2f} | {l['p50']:.2f} | {l['p99']:.2f} | {l['max']:.2f} | {d['lost']} |")
+              f"{d['server_cpu_us_per_delivery']:.2f} | {d.get('generator_cpu_us_per_delivery', 0):.2f} | {l['p50']:.2f} | {l['p99']:.2f} | {l['max']:.2f} | {d['lost']} |")
 PY

@@ -76,6 +76,7 @@ rows = [
   ("latency p50 (ms)", lambda r: f"{r['latency_ms']['p50']:.2f}", ("latency_ms", "p50")),
   ("latency p99 (ms)", lambda r: f"{r['latency_ms']['p99']:.2f}", ("latency_ms", "p99")),
   ("latency max (ms)", lambda r: f"{r['latency_ms']['max']:.2f}", ("latency_ms", "max")),
+  ("generator CPU per delivery (µs, `wsgate bench` itself)", lambda r: f"{r.get('generator_cpu_us_per_delivery', 0):.2f}", None),
   ("connect+auth+join per second", lambda r: f"{r['connects_per_second']:.0f}", "connects_per_second"),
   ("server RSS after run (MB, both replicas)", lambda r: f"{r['server_rss_bytes']/1e6:.1f}", "server_rss_bytes"),
 ]
