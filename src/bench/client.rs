@@ -3,9 +3,13 @@
 //! bottleneck it measures.
 
 use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, protocol::WebSocketConfig};
 
 use super::{BenchError, Clock};
+
+/// Read buffer per client: updates are small, and tungstenite initializes the whole buffer
+/// for every read.
+const READ_BUFFER: usize = 4096;
 
 /// What one client saw.
 #[derive(Debug, Default, Clone, Copy)]
@@ -54,8 +58,12 @@ impl Client {
         room: usize,
         room_name: &str,
     ) -> Result<Self, BenchError> {
-        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(base))
-            .await
+        // tungstenite zero-fills its whole read buffer (128 KiB by default) before every
+        // read: with a small buffer the generator spent most of its CPU in memset.
+        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_with_config(ws_url(base), Some(config), true)
+                .await
             .map_err(|e| BenchError::Client(format!("connect {base}: {e}")))?;
         let auth = serde_json::json!({ "token": token });
         let join = serde_json::json!(["join_project", { "projectId": room_name }]);
