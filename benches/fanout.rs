@@ -101,6 +101,18 @@ fn drain(f: &mut Fixture) {
     }
 }
 
+/// Time `send` only (one broadcast to the room), then empty the socket queues untimed.
+fn time_each(f: &mut Fixture, iters: u64, mut send: impl FnMut(&Fixture)) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        send(f);
+        total += start.elapsed();
+        drain(f);
+    }
+    total
+}
+
 fn fanout(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -110,65 +122,45 @@ fn fanout(c: &mut Criterion) {
     let mut g = c.benchmark_group("fanout_1000_sockets");
     g.bench_function("decode_encode_once_fanout", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
+            time_each(&mut f, iters, |f| {
                 let env = wire::decode(&f.message).unwrap();
                 rt.block_on(deliver_broadcast_counted(
                     &f.io,
                     env.broadcast,
                     &f.membership,
                 ));
-                total += start.elapsed();
-                drain(&mut f);
-            }
-            total
+            })
         })
     });
     g.bench_function("decode_encode_once_shared_bytes_socketioxide", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
+            time_each(&mut f, iters, |f| {
                 let env = wire::decode(&f.message).unwrap();
                 let ops = f.shared.to("project_one");
                 let _ = rt.block_on(ops.emit(&env.broadcast.event, &env.broadcast.args));
-                total += start.elapsed();
-                drain(&mut f);
-            }
-            total
+            })
         })
     });
     g.bench_function("positioned_half_opted_in", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
+            time_each(&mut f, iters, |f| {
                 let env = wire::decode(&f.positioned).unwrap();
                 rt.block_on(deliver_broadcast_counted(
                     &f.io,
                     env.broadcast,
                     &f.membership,
                 ));
-                total += start.elapsed();
-                drain(&mut f);
-            }
-            total
+            })
         })
     });
     g.bench_function("decode_encode_per_recipient", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
+            time_each(&mut f, iters, |f| {
                 let env = wire::decode(&f.message).unwrap();
                 for s in f.io.to("project_one").sockets() {
                     let _ = s.emit(&env.broadcast.event, &env.broadcast.args);
                 }
-                total += start.elapsed();
-                drain(&mut f);
-            }
-            total
+            })
         })
     });
     g.finish();

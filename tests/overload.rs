@@ -105,19 +105,9 @@ async fn slow_consumer_is_told_and_disconnected_others_get_everything() {
         let healthy = raw_member(gw.addr, "valid-token-1", "project_one", false).await;
         let healthy = tokio::spawn(read_updates(healthy, UPDATES));
 
-        let pad = "x".repeat(PAD);
-        let channel = emitter_channel(&["project_one"]);
-        for chunk in (0..UPDATES).collect::<Vec<_>>().chunks(100) {
-            let msgs: Vec<(String, Vec<u8>)> = chunk
-                .iter()
-                .map(|i| {
-                    let args = [json!({"seq": i, "pad": pad})];
-                    (
-                        channel.clone(),
-                        emitter_message("update", &args, &["project_one"], &[]),
-                    )
-                })
-                .collect();
+        let all: Vec<usize> = (0..UPDATES).collect();
+        for chunk in all.chunks(100) {
+            let msgs = updates(chunk.iter().copied());
             redis.publish_many(&msgs).await;
             // Paced (5,000 updates/s) so that a member that reads keeps up.
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -212,6 +202,18 @@ async fn slow_consumer_is_told_and_disconnected_others_get_everything() {
     .await;
 }
 
+/// The emitter's message for `update {seq, pad}` to project_one, for each `seq`: 1 KB each.
+fn updates(seqs: impl Iterator<Item = usize>) -> Vec<(String, Vec<u8>)> {
+    let pad = "x".repeat(PAD);
+    let channel = emitter_channel(&["project_one"]);
+    seqs.map(|i| {
+        let args = [json!({"seq": i, "pad": pad})];
+        let msg = emitter_message("update", &args, &["project_one"], &[]);
+        (channel.clone(), msg)
+    })
+    .collect()
+}
+
 /// `0..n` when `seqs` is exactly 0, 1, ..., n-1; otherwise where it first goes wrong.
 fn describe(seqs: &[u64]) -> String {
     match seqs.iter().enumerate().find(|(i, s)| **s != *i as u64) {
@@ -260,17 +262,7 @@ async fn burst_reaches_every_reading_member_in_order() {
             let ws = raw_member(gw.addr, "valid-token-1", "project_one", false).await;
             readers.push(tokio::spawn(read_updates(ws, BURST)));
         }
-        let pad = "x".repeat(PAD);
-        let channel = emitter_channel(&["project_one"]);
-        let msgs: Vec<(String, Vec<u8>)> = (0..BURST)
-            .map(|i| {
-                let args = [json!({"seq": i, "pad": pad})];
-                (
-                    channel.clone(),
-                    emitter_message("update", &args, &["project_one"], &[]),
-                )
-            })
-            .collect();
+        let msgs = updates(0..BURST);
         redis.publish_many(&msgs).await;
         for r in readers {
             let seqs = timeout(Duration::from_secs(150), r)

@@ -47,11 +47,12 @@ use redis::{
     cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
 };
-use tokio::sync::{OnceCell, mpsc, oneshot};
+use tokio::sync::{OnceCell, mpsc};
 
+use super::subscriptions::{Command, Commands, Subscriptions};
 use super::{
     BROADCAST_CHANNEL, Backplane, BackplaneError, Broadcast, CONTROL_CHANNEL, Control, Inbound,
-    InboundRx, InboundTx, LogLimiter, request, room_channel, sharded_wire,
+    InboundRx, InboundTx, LogLimiter, request, sharded_wire,
 };
 
 /// How long one cluster command may take before the engine treats the cluster as unwell.
@@ -182,14 +183,9 @@ impl Requesters {
     }
 }
 
-enum Command {
-    Subscribe(String, oneshot::Sender<()>),
-    Unsubscribe(String),
-}
-
 /// The cluster engine's handle, cheap to share.
 pub struct ClusterBackplane {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: Subscriptions,
     publisher: ClusterPublisher,
     inbound: InboundTx,
     ready: Arc<AtomicBool>,
@@ -209,7 +205,7 @@ impl ClusterBackplane {
             .push_sender(push_tx)
             .build()?;
         let (tx, rx) = mpsc::channel(super::INBOUND_CAPACITY);
-        let (ctx, crx) = mpsc::unbounded_channel();
+        let (ctx, crx) = Subscriptions::channel();
         let ready = Arc::new(AtomicBool::new(false));
         let requesters = Arc::new(Mutex::new(Requesters::default()));
         let response = sharded_wire::response_channel(&uid);
@@ -259,19 +255,11 @@ impl Backplane for ClusterBackplane {
     }
 
     fn subscribe(&self, room: &str) -> BoxFuture<'static, Result<(), BackplaneError>> {
-        let (done, wait) = oneshot::channel();
-        let sent = self
-            .commands
-            .send(Command::Subscribe(room_channel(room), done));
-        async move {
-            sent.map_err(|_| BackplaneError::Stopped)?;
-            wait.await.map_err(|_| BackplaneError::Stopped)
-        }
-        .boxed()
+        self.commands.subscribe(room)
     }
 
     fn unsubscribe(&self, room: &str) {
-        let _ = self.commands.send(Command::Unsubscribe(room_channel(room)));
+        self.commands.unsubscribe(room)
     }
 
     fn respond(&self, r: request::Response) -> BoxFuture<'static, Result<(), BackplaneError>> {
@@ -340,11 +328,7 @@ async fn bounded<T>(
 }
 
 impl Subscriber {
-    async fn run(
-        mut self,
-        mut commands: mpsc::UnboundedReceiver<Command>,
-        mut pushes: mpsc::UnboundedReceiver<PushInfo>,
-    ) {
+    async fn run(mut self, mut commands: Commands, mut pushes: mpsc::UnboundedReceiver<PushInfo>) {
         let mut conn = None::<ClusterConnection>;
         let mut repair = tokio::time::interval(REPAIR_EVERY);
         repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

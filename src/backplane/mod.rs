@@ -17,6 +17,7 @@ pub mod memory;
 pub mod redis;
 pub mod request;
 pub mod sharded_wire;
+mod subscriptions;
 pub mod wire;
 
 use std::{

@@ -19,11 +19,12 @@ use std::{
 use deadpool_redis::redis::AsyncCommands;
 use futures_util::{FutureExt, StreamExt, future::BoxFuture};
 use rand::Rng;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
+use super::subscriptions::{Command, Commands, Subscriptions};
 use super::{
     BROADCAST_CHANNEL, Backplane, BackplaneError, Broadcast, CONTROL_CHANNEL, Control, Inbound,
-    InboundRx, InboundTx, LogLimiter, REQUEST_CHANNEL, request, room_channel, wire,
+    InboundRx, InboundTx, LogLimiter, REQUEST_CHANNEL, request, wire,
 };
 
 /// How often the subscriber checks that Redis still answers, and how long it waits.
@@ -32,11 +33,6 @@ const PING_TIMEOUT: Duration = Duration::from_secs(3);
 /// Reconnect delays: doubling from the first to the cap, each with jitter.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
-
-enum Command {
-    Subscribe(String, oneshot::Sender<()>),
-    Unsubscribe(String),
-}
 
 /// A connection pool of `size` for `url`, waiting at most `timeout` for a connection.
 /// Shared by the publisher and the Redis permission source.
@@ -137,7 +133,7 @@ impl RedisPublisher {
 
 /// The Redis engine's handle, cheap to share.
 pub struct RedisBackplane {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: Subscriptions,
     publisher: RedisPublisher,
     inbound: InboundTx,
     ready: Arc<AtomicBool>,
@@ -160,7 +156,7 @@ impl RedisBackplane {
         let uid = format!("wsgate-{}", uuid::Uuid::new_v4().simple());
         let publisher = RedisPublisher::new(url, &uid)?.with_history(history);
         let (tx, rx) = mpsc::channel(super::INBOUND_CAPACITY);
-        let (ctx, crx) = mpsc::unbounded_channel();
+        let (ctx, crx) = Subscriptions::channel();
         let ready = Arc::new(AtomicBool::new(false));
         let sub = Subscriber {
             client,
@@ -216,19 +212,11 @@ impl Backplane for RedisBackplane {
     }
 
     fn subscribe(&self, room: &str) -> BoxFuture<'static, Result<(), BackplaneError>> {
-        let (done, wait) = oneshot::channel();
-        let sent = self
-            .commands
-            .send(Command::Subscribe(room_channel(room), done));
-        async move {
-            sent.map_err(|_| BackplaneError::Stopped)?;
-            wait.await.map_err(|_| BackplaneError::Stopped)
-        }
-        .boxed()
+        self.commands.subscribe(room)
     }
 
     fn unsubscribe(&self, room: &str) {
-        let _ = self.commands.send(Command::Unsubscribe(room_channel(room)));
+        self.commands.unsubscribe(room)
     }
 
     fn respond(&self, r: request::Response) -> BoxFuture<'static, Result<(), BackplaneError>> {
@@ -260,7 +248,7 @@ enum End {
 }
 
 impl Subscriber {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(mut self, mut commands: Commands) {
         let mut delay = BACKOFF_FIRST;
         let mut down_since_logged = false;
         loop {
@@ -301,7 +289,7 @@ impl Subscriber {
     }
 
     /// One connection's life: connect, subscribe, then serve messages and commands.
-    async fn session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> End {
+    async fn session(&mut self, commands: &mut Commands) -> End {
         let pubsub = match tokio::time::timeout(PING_TIMEOUT, self.client.get_async_pubsub()).await
         {
             Ok(Ok(p)) => p,

@@ -64,7 +64,7 @@ impl Client {
         let (mut ws, _) =
             tokio_tungstenite::connect_async_with_config(ws_url(base), Some(config), true)
                 .await
-            .map_err(|e| BenchError::Client(format!("connect {base}: {e}")))?;
+                .map_err(|e| BenchError::Client(format!("connect {base}: {e}")))?;
         let auth = serde_json::json!({ "token": token });
         let join = serde_json::json!(["join_project", { "projectId": room_name }]);
         ws.send(Message::text(format!("40{auth}")))
