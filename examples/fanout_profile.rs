@@ -3,90 +3,46 @@
 //!
 //! ```sh
 //! cargo build --release --example fanout_profile
-//! for v in none wsgate shared; do
-//!   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$v target/release/examples/fanout_profile $v 200
-//! done   # (total(v) - total(none)) / (200 * 1000) = instructions per recipient
+//! for v in none wsgate shared positioned; do
+//!   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$v target/release/examples/fanout_profile $v 50
+//! done   # (total(v) - total(none)) / (50 * 1000) = instructions per recipient
 //! ```
 //! Variants: `none` (set-up only), `wsgate` (decode + wsgate's adapter, per-socket overflow
-//! reports), `shared` (decode + socketioxide's local adapter, bytes shared by all sockets).
+//! reports), `shared` (decode + socketioxide's local adapter, bytes shared by all sockets),
+//! `positioned` (an update with a history position, half the sockets opted in to recovery).
+//! The fixture is `benches/common/mod.rs`, shared with the Criterion bench.
 
-use std::{sync::Arc, time::Duration};
+#[path = "../benches/common/mod.rs"]
+mod common;
 
-use socketioxide::{SocketIo, adapter::Adapter as SioAdapter, extract::SocketRef};
-use socketioxide_core::adapter::DefinedAdapter;
-use wsgate::{
-    backplane::{Args, Broadcast, memory::MemoryBackplane, wire},
-    gateway::{Adapter, Membership, Overflow, deliver_broadcast_counted},
-};
-
-const SOCKETS: usize = 1_000;
-
-type Queues = Vec<tokio::sync::mpsc::Receiver<engineioxide::Packet>>;
-
-async fn connect_all<A: SioAdapter + DefinedAdapter>(io: &SocketIo<A>, queues: &mut Queues) {
-    io.ns("/", |_: SocketRef<A>| async move {});
-    for _ in 0..SOCKETS {
-        let (_tx, rx) = io.new_dummy_sock("/", ()).await;
-        queues.push(rx);
-    }
-}
-
-fn drain(queues: &mut Queues) {
-    for q in queues {
-        while q.try_recv().is_ok() {}
-    }
-}
+use wsgate::{backplane::wire, gateway::deliver_broadcast_counted};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let mut argv = std::env::args().skip(1);
     let variant = argv.next().unwrap_or_else(|| "wsgate".into());
     let n: usize = argv.next().and_then(|s| s.parse().ok()).unwrap_or(100);
-    let (overflow, _reports) = Overflow::channel();
-    let (_svc, io) = SocketIo::builder()
-        .with_adapter::<Adapter>(overflow)
-        .max_buffer_size(1 << 20)
-        .build_svc();
-    let (_svc2, shared) = SocketIo::builder().max_buffer_size(1 << 20).build_svc();
-    let mut queues = Vec::new();
-    connect_all(&io, &mut queues).await;
-    connect_all(&shared, &mut queues).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let (backplane, _inbound) = MemoryBackplane::new();
-    let membership = Membership::new(Arc::new(backplane));
-    for s in io.sockets() {
-        let _ = membership.join(&s, "project_one").await;
-    }
-    for s in shared.sockets() {
-        s.join("project_one");
-    }
-    let b = Broadcast {
-        event: "chat".into(),
-        args: Args(vec![wire::from_json(
-            &serde_json::json!({"id": 1, "text": "hello, project"}),
-        )]),
-        rooms: vec!["project_one".into()],
-        except: vec![],
-        volatile: false,
-        sent_at: None,
-        position: None,
-    };
-    let message = wire::encode("emitter", &b);
+    let mut f = common::build().await;
     for _ in 0..n {
         match variant.as_str() {
             "wsgate" => {
-                if let Ok(env) = wire::decode(&message) {
-                    deliver_broadcast_counted(&io, env.broadcast, &membership).await;
+                if let Ok(env) = wire::decode(&f.message) {
+                    deliver_broadcast_counted(&f.io, env.broadcast, &f.membership).await;
+                }
+            }
+            "positioned" => {
+                if let Ok(env) = wire::decode(&f.positioned) {
+                    deliver_broadcast_counted(&f.io, env.broadcast, &f.membership).await;
                 }
             }
             "shared" => {
-                if let Ok(env) = wire::decode(&message) {
-                    let ops = shared.to("project_one");
+                if let Ok(env) = wire::decode(&f.message) {
+                    let ops = f.shared.to("project_one");
                     let _ = ops.emit(&env.broadcast.event, &env.broadcast.args).await;
                 }
             }
             _ => {}
         }
-        drain(&mut queues);
+        common::drain(&mut f);
     }
 }
