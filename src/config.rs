@@ -377,6 +377,13 @@ pub struct ServeConfig {
     #[arg(long, env = "WSGATE_MAX_BUFFER", default_value_t = 4096)]
     pub max_buffer: usize,
 
+    /// Send each frame at once (TCP_NODELAY) instead of letting Nagle's algorithm hold a
+    /// small frame until the previous one is acknowledged. Measured at 66,700 deliveries/s:
+    /// worst latency 15–20 ms instead of 25–45 ms, for 5–15 % more CPU per delivery.
+    #[arg(long, env = "WSGATE_TCP_NODELAY", num_args = 0..=1, default_missing_value = "true",
+          default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    pub tcp_nodelay: bool,
+
     /// Wait this long after an update arrives before delivering it and whatever came
     /// meanwhile (`0s`, the default: deliver at once). Up to `100ms`: trades that much
     /// latency for fewer socket writes and TCP segments when updates come often.

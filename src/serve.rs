@@ -178,6 +178,7 @@ pub async fn run(
             source,
         })?;
     let local = listener.local_addr()?;
+    let nodelay = cfg.tcp_nodelay;
     // The one line on stdout: lets scripts and tests that asked for port 0 find the port.
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "WSGATE_LISTENING={local}");
@@ -208,6 +209,7 @@ pub async fn run(
         shutdown.draining().await;
         tokio::time::sleep(cfg.drain_deadline.saturating_sub(EXIT_MARGIN)).await;
     };
+    let listener = axum::serve::ListenerExt::tap_io(listener, move |tcp| no_delay(tcp, nodelay));
     tokio::select! {
         served = axum::serve(listener, app).with_graceful_shutdown(draining) => served?,
         () = deadline => tracing::warn!("drain deadline reached with connections still open; exiting"),
@@ -236,5 +238,13 @@ async fn demo_push(backplane: Arc<dyn Backplane>, every: Duration) {
                 tracing::debug!(error = %e, "demo push failed");
             }
         }
+    }
+}
+
+/// `--tcp-nodelay`: updates are small frames; Nagle's algorithm holds one back until the
+/// previous one is acknowledged (fewer segments, less CPU, a longer worst-case latency).
+fn no_delay(tcp: &mut tokio::net::TcpStream, on: bool) {
+    if let Err(e) = tcp.set_nodelay(on) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
     }
 }
