@@ -581,13 +581,14 @@ fn assert_demo_chat(args: &[Value], project: &str) {
 async fn room_update_reaches_members_only(t: Transport) {
     let gw = Gateway::start(&["--demo-push", "200ms"]).await;
     let url = gw.url();
+    // Refusals first: once in a room, a demo update may arrive before the `exception`.
     let mut member = connect_token(&url, t, "valid-token-1").await;
-    member.join("project_one").await;
     // user_1 is refused project_two: it must not get project_two's updates.
     check_not_found(&mut member, json!({"projectId": "project_two"})).await;
+    member.join("project_one").await;
     let mut three = connect_token(&url, t, "valid-token-3").await;
-    three.join("project_three").await;
     check_not_found(&mut three, json!({"projectId": "project_one"})).await;
+    three.join("project_three").await;
     // user_2 may see everything but joined nothing.
     let mut outsider = connect_token(&url, t, "valid-token-2").await;
 
