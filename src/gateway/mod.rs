@@ -79,31 +79,19 @@ impl Gateway {
         backplane: Arc<dyn Backplane>,
         identity: IdentityLimits,
     ) -> Arc<Self> {
-        Self::operated(
+        Self::recovering(
             auth,
             authz,
             backplane,
             Limits::new(0, 0, 1),
             Shutdown::new(),
             identity,
+            Arc::new(crate::history::Unavailable),
         )
     }
 
-    /// A gateway that enforces replica `limits` and per-identity limits, and refuses new
-    /// clients once `shutdown` starts draining.
-    pub fn operated(
-        auth: Arc<dyn Authenticator>,
-        authz: Arc<dyn Authorizer>,
-        backplane: Arc<dyn Backplane>,
-        limits: Limits,
-        shutdown: Shutdown,
-        identity: IdentityLimits,
-    ) -> Arc<Self> {
-        let history = Arc::new(crate::history::Unavailable);
-        Self::recovering(auth, authz, backplane, limits, shutdown, identity, history)
-    }
-
-    /// [`Self::operated`], answering recovering joins from `history`.
+    /// A gateway that enforces replica `limits` and per-identity limits, refuses new
+    /// clients once `shutdown` starts draining, and answers recovering joins from `history`.
     pub fn recovering(
         auth: Arc<dyn Authenticator>,
         authz: Arc<dyn Authorizer>,
