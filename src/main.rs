@@ -1,3 +1,6 @@
+//! The `wsgate` binary: parse the command line, set up logs and metrics, run the command.
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

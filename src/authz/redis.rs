@@ -20,7 +20,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use moka::sync::Cache;
 
 use super::{Authorizer, answer};
-use crate::{auth::Identity, backplane::LogLimiter};
+use crate::{auth::Identity, logs::LogLimiter};
 
 /// How long one Redis lookup may take before the join is denied.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);

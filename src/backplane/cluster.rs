@@ -52,8 +52,9 @@ use tokio::sync::{OnceCell, mpsc};
 use super::subscriptions::{Command, Commands, Subscriptions};
 use super::{
     BROADCAST_CHANNEL, Backplane, BackplaneError, Broadcast, CONTROL_CHANNEL, Control, Inbound,
-    InboundRx, InboundTx, LogLimiter, request, sharded_wire,
+    InboundRx, InboundTx, request, sharded_wire,
 };
+use crate::logs::LogLimiter;
 
 /// How long one cluster command may take before the engine treats the cluster as unwell.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);

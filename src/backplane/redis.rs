@@ -24,8 +24,9 @@ use tokio::sync::mpsc;
 use super::subscriptions::{Command, Commands, Subscriptions};
 use super::{
     BROADCAST_CHANNEL, Backplane, BackplaneError, Broadcast, CONTROL_CHANNEL, Control, Inbound,
-    InboundRx, InboundTx, LogLimiter, REQUEST_CHANNEL, request, wire,
+    InboundRx, InboundTx, REQUEST_CHANNEL, request, wire,
 };
+use crate::logs::LogLimiter;
 
 /// How often the subscriber checks that Redis still answers, and how long it waits.
 const PING_EVERY: Duration = Duration::from_secs(5);

@@ -8,7 +8,7 @@ use super::Socket;
 use serde_json::json;
 use tokio::{sync::watch, time::Instant};
 
-use crate::backplane::control::now_ms;
+use crate::clock::now_ms;
 
 /// The event sent just before the disconnect.
 pub const TOKEN_EXPIRED: &str = "token_expired";

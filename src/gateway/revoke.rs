@@ -14,7 +14,7 @@ use super::Io;
 use super::{Gateway, error::ClientError};
 use crate::{
     auth::Identity,
-    backplane::{Control, control::now_ms},
+    {backplane::Control, clock::now_ms},
 };
 
 /// Counts revocations applied here; a join compares it before and after its permission

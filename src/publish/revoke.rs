@@ -3,8 +3,8 @@
 
 use super::{PublishError, Publisher};
 use crate::{
-    backplane::{Control, control::now_ms},
     config::RevokeConfig,
+    {backplane::Control, clock::now_ms},
 };
 
 impl Publisher {
