@@ -4,6 +4,7 @@
 //! the expected form); the checks that need more than one value or a file live in the
 //! modules that own those values (`auth`, `authz`), which report errors naming the setting.
 
+use crate::backplane::stream::HistoryConfig;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -69,6 +70,65 @@ impl RedisModeArg {
                 "--redis-url / WSGATE_REDIS_URL lists several nodes ({url}); \
                  that needs --redis-mode cluster (WSGATE_REDIS_MODE=cluster)"
             ));
+        }
+        Ok(())
+    }
+}
+
+/// The fleet's Redis as `serve` and `publish` use it: the settings rules both state,
+/// checked in one place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fleet {
+    /// No Redis: one replica, in process (`serve` only).
+    Local,
+    /// One Redis, with room history when it is on.
+    Standalone {
+        /// The URL.
+        url: String,
+        /// Room history, `None` when off.
+        history: Option<HistoryConfig>,
+    },
+    /// A Redis Cluster.
+    Cluster {
+        /// The seed nodes, comma-separated.
+        seeds: String,
+    },
+}
+
+impl RedisModeArg {
+    /// The fleet's Redis from `--redis-url` (`None`: no Redis) and the history settings.
+    pub fn fleet(
+        &self,
+        url: Option<&str>,
+        history: Option<HistoryConfig>,
+    ) -> Result<Fleet, String> {
+        self.history_fits(history)?;
+        match (url, self.mode) {
+            (None, RedisMode::Cluster) => Err(
+                "--redis-mode cluster needs the seed nodes in --redis-url / WSGATE_REDIS_URL"
+                    .into(),
+            ),
+            (None, RedisMode::Standalone) => Ok(Fleet::Local),
+            (Some(url), RedisMode::Cluster) => Ok(Fleet::Cluster { seeds: url.into() }),
+            (Some(url), RedisMode::Standalone) => {
+                self.check(url)?;
+                Ok(Fleet::Standalone {
+                    url: url.into(),
+                    history,
+                })
+            }
+        }
+    }
+
+    /// Room history only in standalone mode: its publish script speaks the classic
+    /// adapter's format (PUBLISH, not the sharded adapter's SPUBLISH messages).
+    pub fn history_fits(&self, history: Option<HistoryConfig>) -> Result<(), String> {
+        if self.mode == RedisMode::Cluster && history.is_some() {
+            return Err(
+                "--history-size needs --redis-mode standalone: room history is not written \
+                 in cluster mode yet (its publish script speaks the classic adapter format)"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -259,8 +319,8 @@ pub struct HistoryArgs {
 
 impl HistoryArgs {
     /// The history settings, `None` when history is off.
-    pub fn config(&self) -> Option<crate::history::HistoryConfig> {
-        crate::history::HistoryConfig::enabled(self.history_size, self.history_ttl)
+    pub fn config(&self) -> Option<HistoryConfig> {
+        HistoryConfig::enabled(self.history_size, self.history_ttl)
     }
 }
 
@@ -471,6 +531,24 @@ pub struct ServeConfig {
     /// Room history.
     #[command(flatten)]
     pub history: HistoryArgs,
+
+    /// Test hook: `NAME:DELAY` makes the background task NAME (e.g. `delivery`) panic
+    /// DELAY after start, to show that a replica whose task ended stops being ready and
+    /// exits non-zero. Never set it in production.
+    #[arg(long, env = "WSGATE_FAIL_TASK", hide = true, value_parser = parse_fail_task)]
+    pub fail_task: Option<(String, Duration)>,
+}
+
+fn parse_fail_task(s: &str) -> Result<(String, Duration), String> {
+    let (name, delay) = s
+        .split_once(':')
+        .ok_or("expected NAME:DELAY, e.g. delivery:2s")?;
+    const TASKS: [&str; 5] = ["delivery", "eviction", "backplane", "readiness", "demo_push"];
+    if !TASKS.contains(&name) {
+        return Err(format!("unknown task {name:?}; one of {}", TASKS.join(", ")));
+    }
+    let delay = humantime::parse_duration(delay).map_err(|e| e.to_string())?;
+    Ok((name.to_owned(), delay))
 }
 
 impl ServeConfig {

@@ -51,10 +51,11 @@ use tokio::sync::{OnceCell, mpsc};
 
 use super::subscriptions::{Command, Commands, Subscriptions};
 use super::{
-    BROADCAST_CHANNEL, Backplane, BackplaneError, Broadcast, CONTROL_CHANNEL, Control, Inbound,
-    InboundRx, InboundTx, request, sharded_wire,
+    BROADCAST_CHANNEL, Backplane, BackplaneError, Broadcast, CONTROL_CHANNEL, EngineTask, Inbound,
+    InboundRx, InboundTx,
+    inbound::{Receiver, deliver_locally, new_uid},
+    request, sharded_wire,
 };
-use crate::logs::LogLimiter;
 
 /// How long one cluster command may take before the engine treats the cluster as unwell.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
@@ -91,11 +92,12 @@ pub struct ClusterPublisher {
     uid: Arc<str>,
 }
 
+/// The connection is not `Debug`: the uid names the publisher.
 impl std::fmt::Debug for ClusterPublisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterPublisher")
             .field("uid", &self.uid)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -197,8 +199,8 @@ impl ClusterBackplane {
     /// Start the subscriber task for the cluster reached through `urls` (seed nodes,
     /// comma-separated) and return the engine and the inbound channel. The task keeps
     /// retrying in the background; check [`Backplane::is_ready`].
-    pub fn start(urls: &str) -> Result<(Self, InboundRx), BackplaneError> {
-        let uid = format!("wsgate-{}", uuid::Uuid::new_v4().simple());
+    pub fn start(urls: &str) -> Result<(Self, InboundRx, EngineTask), BackplaneError> {
+        let uid = new_uid();
         let publisher = ClusterPublisher::new(urls, &uid)?;
         let (push_tx, push_rx) = mpsc::unbounded_channel::<PushInfo>();
         let client = builder(urls)
@@ -214,8 +216,7 @@ impl ClusterBackplane {
             client,
             base: vec![BROADCAST_CHANNEL.to_owned(), response.clone()],
             response,
-            uid: uid.clone(),
-            inbound: tx.clone(),
+            receiver: Receiver::new(uid.clone(), tx.clone()),
             ready: ready.clone(),
             rooms: HashSet::new(),
             healthy: false,
@@ -223,9 +224,7 @@ impl ClusterBackplane {
             recheck_at: None,
             stale: HashSet::new(),
             requesters: requesters.clone(),
-            logs: LogLimiter::new(Duration::from_secs(10)),
         };
-        tokio::spawn(sub.run(crx, push_rx));
         tracing::info!(uid = %uid, seeds = seeds(urls).len(), "redis cluster backplane starting");
         Ok((
             Self {
@@ -236,6 +235,7 @@ impl ClusterBackplane {
                 requesters,
             },
             rx,
+            sub.run(crx, push_rx).boxed(),
         ))
     }
 }
@@ -245,12 +245,8 @@ impl Backplane for ClusterBackplane {
         let publisher = self.publisher.clone();
         let inbound = self.inbound.clone();
         async move {
-            // As in the single-Redis engine: local members get it here, the echo is skipped.
             publisher.publish(&b).await?;
-            inbound
-                .send(Inbound::Broadcast(b))
-                .await
-                .map_err(|_| BackplaneError::Stopped)
+            deliver_locally(&inbound, b).await
         }
         .boxed()
     }
@@ -301,8 +297,7 @@ struct Subscriber {
     /// Channels subscribed for the replica's whole life: the namespace and its answers.
     base: Vec<String>,
     response: String,
-    uid: String,
-    inbound: InboundTx,
+    receiver: Receiver,
     ready: Arc<AtomicBool>,
     /// Room channels with local members.
     rooms: HashSet<String>,
@@ -315,7 +310,6 @@ struct Subscriber {
     /// Rooms left while the engine could not unsubscribe them.
     stale: HashSet<String>,
     requesters: Arc<Mutex<Requesters>>,
-    logs: LogLimiter,
 }
 
 async fn bounded<T>(
@@ -521,14 +515,11 @@ impl Subscriber {
     }
 
     async fn on_message(&self, channel: &[u8], payload: &[u8]) {
+        let rx = &self.receiver;
         let inbound = if channel == CONTROL_CHANNEL.as_bytes() {
-            match Control::decode(payload) {
-                Ok(c) => {
-                    metrics::counter!("wsgate_backplane_messages_total", "kind" => "control")
-                        .increment(1);
-                    Inbound::Control(c)
-                }
-                Err(e) => return self.bad_message("bad_control", &e.to_string()),
+            match rx.control(payload) {
+                Some(c) => c,
+                None => return,
             }
         } else {
             match sharded_wire::decode(payload) {
@@ -537,50 +528,39 @@ impl Subscriber {
                     nsp,
                     broadcast,
                 }) => {
-                    if uid == self.uid || nsp != "/" {
+                    if rx.is_own(Some(&uid)) || nsp != "/" {
                         return;
                     }
-                    metrics::counter!("wsgate_backplane_messages_total", "kind" => "broadcast")
-                        .increment(1);
                     Inbound::Broadcast(broadcast)
                 }
                 Ok(sharded_wire::Message::Request { nsp, request }) => {
-                    if request.uid.as_deref() == Some(self.uid.as_str())
+                    if rx.is_own(request.uid.as_deref())
                         || nsp != "/"
                         || channel == self.response.as_bytes()
                     {
                         return;
                     }
-                    if let (Some(id), Some(uid), Some(kind)) = (
-                        &request.request_id,
-                        &request.uid,
-                        sharded_wire::response_kind(&request.kind),
-                    ) {
-                        self.requesters
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .remember(id.clone(), uid.clone(), kind);
-                    }
-                    metrics::counter!("wsgate_backplane_messages_total", "kind" => "request")
-                        .increment(1);
+                    self.remember_requester(&request);
                     Inbound::Request(request)
                 }
                 Ok(sharded_wire::Message::Ignored { .. }) => return,
-                Err(e) => return self.bad_message(e.kind(), &e.to_string()),
+                Err(e) => return rx.bad_message(e.kind(), &e.to_string()),
             }
         };
-        let _ = self.inbound.send(inbound).await;
+        rx.forward(inbound).await;
     }
 
-    fn bad_message(&self, kind: &'static str, detail: &str) {
-        metrics::counter!("wsgate_backplane_decode_errors_total", "kind" => kind).increment(1);
-        if let Some(held) = self.logs.allow(kind) {
-            tracing::warn!(
-                kind,
-                suppressed = held,
-                detail,
-                "dropped a backplane message that does not decode"
-            );
+    /// Keep who asked, so the gateway's answer reaches the requester's own channel.
+    fn remember_requester(&self, request: &request::Request) {
+        if let (Some(id), Some(uid), Some(kind)) = (
+            &request.request_id,
+            &request.uid,
+            sharded_wire::response_kind(&request.kind),
+        ) {
+            self.requesters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remember(id.clone(), uid.clone(), kind);
         }
     }
 }

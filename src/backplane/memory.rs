@@ -3,7 +3,7 @@
 
 use futures_util::{FutureExt, future::BoxFuture};
 
-use super::{Backplane, BackplaneError, Broadcast, Inbound, InboundRx, InboundTx, request};
+use super::{Backplane, BackplaneError, Broadcast, InboundRx, InboundTx, request};
 
 /// The in-process backplane.
 #[derive(Debug, Clone)]
@@ -22,12 +22,7 @@ impl MemoryBackplane {
 impl Backplane for MemoryBackplane {
     fn publish(&self, b: Broadcast) -> BoxFuture<'static, Result<(), BackplaneError>> {
         let tx = self.inbound.clone();
-        async move {
-            tx.send(Inbound::Broadcast(b))
-                .await
-                .map_err(|_| BackplaneError::Stopped)
-        }
-        .boxed()
+        async move { super::inbound::deliver_locally(&tx, b).await }.boxed()
     }
 
     fn subscribe(&self, _room: &str) -> BoxFuture<'static, Result<(), BackplaneError>> {

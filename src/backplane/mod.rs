@@ -13,10 +13,13 @@
 
 pub mod cluster;
 pub mod control;
+mod inbound;
 pub mod memory;
+pub mod position;
 pub mod redis;
 pub mod request;
 pub mod sharded_wire;
+pub mod stream;
 mod subscriptions;
 pub mod wire;
 
@@ -69,8 +72,8 @@ pub struct Broadcast {
     /// feeds the publish-to-socket latency histogram. Node receivers ignore the field.
     pub sent_at: Option<f64>,
     /// Where it sits in its room's history (`opts.flags.wsgateEpoch` / `wsgateOffset`),
-    /// when it was published with history (see `crate::history`).
-    pub position: Option<crate::history::Position>,
+    /// when it was published with history (see [`stream`]).
+    pub position: Option<position::Position>,
 }
 
 /// What the fleet asks this replica to do with its local sockets.
@@ -98,13 +101,18 @@ pub enum BackplaneError {
     /// No connection could be taken from the publish pool.
     #[error("redis pool: {0}")]
     Pool(#[from] deadpool_redis::PoolError),
-    /// The history script failed.
-    #[error("history: {0}")]
-    History(#[from] crate::history::HistoryError),
+    /// The history publish script answered something unexpected.
+    #[error("history publish: unexpected reply: {0}")]
+    Reply(&'static str),
     /// The engine's task has stopped (shutdown).
     #[error("backplane stopped")]
     Stopped,
 }
+
+/// An engine's subscriber task, returned by its `start` for the caller to run and
+/// supervise: the engine receives nothing until it runs, and a replica whose task ended
+/// must stop being ready.
+pub type EngineTask = BoxFuture<'static, ()>;
 
 /// One engine of the backplane.
 pub trait Backplane: Send + Sync + 'static {

@@ -23,10 +23,14 @@ use tokio::sync::mpsc;
 
 use super::subscriptions::{Command, Commands, Subscriptions};
 use super::{
-    BROADCAST_CHANNEL, Backplane, BackplaneError, Broadcast, CONTROL_CHANNEL, Control, Inbound,
-    InboundRx, InboundTx, REQUEST_CHANNEL, request, wire,
+    BROADCAST_CHANNEL, Backplane, BackplaneError, Broadcast, CONTROL_CHANNEL, EngineTask, Inbound,
+    InboundRx, InboundTx, REQUEST_CHANNEL,
+    inbound::{Receiver, deliver_locally, new_uid},
+    position::Position,
+    request,
+    stream::{self, HistoryConfig},
+    wire,
 };
-use crate::logs::LogLimiter;
 
 /// How often the subscriber checks that Redis still answers, and how long it waits.
 const PING_EVERY: Duration = Duration::from_secs(5);
@@ -51,20 +55,12 @@ pub fn pool(url: &str, size: usize, timeout: Duration) -> Result<deadpool_redis:
 
 /// Publishes broadcasts in the emitter's wire format. Shared by the engine and by the
 /// `publish` library, so both send identical bytes.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RedisPublisher {
     pool: deadpool_redis::Pool,
     uid: Arc<str>,
     /// With history, one-room broadcasts go through the history script.
-    history: Option<crate::history::HistoryConfig>,
-}
-
-impl std::fmt::Debug for RedisPublisher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisPublisher")
-            .field("uid", &self.uid)
-            .finish()
-    }
+    history: Option<HistoryConfig>,
 }
 
 impl RedisPublisher {
@@ -86,7 +82,7 @@ impl RedisPublisher {
 
     /// The same publisher, keeping each room's updates in its history as configured
     /// (`None`: no history, the bytes are the emitter's exactly).
-    pub fn with_history(mut self, history: Option<crate::history::HistoryConfig>) -> Self {
+    pub fn with_history(mut self, history: Option<HistoryConfig>) -> Self {
         self.history = history;
         self
     }
@@ -108,14 +104,13 @@ impl RedisPublisher {
     pub async fn publish_positioned(
         &self,
         b: &Broadcast,
-    ) -> Result<(u64, Option<crate::history::Position>), BackplaneError> {
+    ) -> Result<(u64, Option<Position>), BackplaneError> {
         let channel = super::channel_for(b);
         match (&self.history, b.rooms.len()) {
             (Some(cfg), 1) if !b.volatile => {
                 let prefix = wire::encode_open(&self.uid, b);
                 let mut conn = self.pool.get().await?;
-                let (n, at) =
-                    crate::history::redis::publish(&mut conn, cfg, &channel, &prefix).await?;
+                let (n, at) = stream::publish(&mut conn, cfg, &channel, &prefix).await?;
                 Ok((n, Some(at)))
             }
             _ => {
@@ -141,33 +136,25 @@ pub struct RedisBackplane {
 }
 
 impl RedisBackplane {
-    /// Start the subscriber task and return the engine and the inbound channel. The task
-    /// keeps retrying in the background; check [`Backplane::is_ready`].
-    pub fn start(url: &str) -> Result<(Self, InboundRx), BackplaneError> {
-        Self::start_with_history(url, None)
-    }
-
-    /// [`Self::start`], keeping the room history of this replica's own publishes.
-    pub fn start_with_history(
+    /// Start the subscriber task and return the engine and the inbound channel; with
+    /// `history`, this replica's own one-room publishes go into their room's stream. The
+    /// task keeps retrying in the background; check [`Backplane::is_ready`].
+    pub fn start(
         url: &str,
-        history: Option<crate::history::HistoryConfig>,
-    ) -> Result<(Self, InboundRx), BackplaneError> {
+        history: Option<HistoryConfig>,
+    ) -> Result<(Self, InboundRx, EngineTask), BackplaneError> {
         let client = ::redis::Client::open(url)?;
-        // Never the 6-character form Node adapters use, so uids cannot collide.
-        let uid = format!("wsgate-{}", uuid::Uuid::new_v4().simple());
+        let uid = new_uid();
         let publisher = RedisPublisher::new(url, &uid)?.with_history(history);
         let (tx, rx) = mpsc::channel(super::INBOUND_CAPACITY);
         let (ctx, crx) = Subscriptions::channel();
         let ready = Arc::new(AtomicBool::new(false));
         let sub = Subscriber {
             client,
-            uid: uid.clone(),
-            inbound: tx.clone(),
+            receiver: Receiver::new(uid.clone(), tx.clone()),
             ready: ready.clone(),
             rooms: HashSet::new(),
-            logs: LogLimiter::new(Duration::from_secs(10)),
         };
-        tokio::spawn(sub.run(crx));
         tracing::info!(uid = %uid, "redis backplane starting");
         Ok((
             Self {
@@ -177,17 +164,15 @@ impl RedisBackplane {
                 ready,
             },
             rx,
+            sub.run(crx).boxed(),
         ))
     }
 }
 
 impl RedisBackplane {
-    /// The room history of this fleet, read through the publish pool.
-    pub fn history(
-        &self,
-        cfg: crate::history::HistoryConfig,
-    ) -> crate::history::redis::RedisHistory {
-        crate::history::redis::RedisHistory::new(self.publisher.pool().clone(), cfg)
+    /// The publish pool, shared with readers of the fleet's Redis (room history).
+    pub fn pool(&self) -> &deadpool_redis::Pool {
+        self.publisher.pool()
     }
 }
 
@@ -196,18 +181,13 @@ impl Backplane for RedisBackplane {
         let publisher = self.publisher.clone();
         let inbound = self.inbound.clone();
         async move {
-            // Our own copy comes back from Redis with our uid and is skipped there, so
-            // local members get it here, once, even while Redis is down. A copy with a
-            // history position is the exception: it is delivered from Redis like every
-            // other, so local members see the room's updates in offset order.
+            // A copy with a history position is delivered from Redis like every other
+            // (not locally), so local members see the room's updates in offset order.
             let (_, position) = publisher.publish_positioned(&b).await?;
             if position.is_some() {
                 return Ok(());
             }
-            inbound
-                .send(Inbound::Broadcast(b))
-                .await
-                .map_err(|_| BackplaneError::Stopped)
+            deliver_locally(&inbound, b).await
         }
         .boxed()
     }
@@ -232,12 +212,10 @@ impl Backplane for RedisBackplane {
 
 struct Subscriber {
     client: ::redis::Client,
-    uid: String,
-    inbound: InboundTx,
+    receiver: Receiver,
     ready: Arc<AtomicBool>,
     /// Room channels with local members: what to subscribe to again after a reconnect.
     rooms: HashSet<String>,
-    logs: LogLimiter,
 }
 
 /// Why a connected session ended.
@@ -353,54 +331,31 @@ impl Subscriber {
 
     async fn on_message(&self, msg: &::redis::Msg) {
         let payload = msg.get_payload_bytes();
+        let rx = &self.receiver;
         let inbound = if msg.get_channel_name() == CONTROL_CHANNEL {
-            match Control::decode(payload) {
-                Ok(c) => {
-                    metrics::counter!("wsgate_backplane_messages_total", "kind" => "control")
-                        .increment(1);
-                    Inbound::Control(c)
-                }
-                Err(e) => return self.bad_message("bad_control", &e.to_string()),
+            match rx.control(payload) {
+                Some(c) => c,
+                None => return,
             }
         } else if msg.get_channel_name() == REQUEST_CHANNEL {
             match request::decode(payload) {
-                Ok(r) if r.uid.as_deref() == Some(self.uid.as_str()) => return,
-                Ok(r) => {
-                    metrics::counter!("wsgate_backplane_messages_total", "kind" => "request")
-                        .increment(1);
-                    Inbound::Request(r)
-                }
-                Err(e) => return self.bad_message("bad_request", &e.to_string()),
+                Ok(r) if rx.is_own(r.uid.as_deref()) => return,
+                Ok(r) => Inbound::Request(r),
+                Err(e) => return rx.bad_message("bad_request", &e.to_string()),
             }
         } else {
             match wire::decode(payload) {
+                // Our own positioned publishes are delivered from here (see `publish`).
                 Ok(env)
-                    if (env.uid == self.uid && env.broadcast.position.is_none())
+                    if (rx.is_own(Some(&env.uid)) && env.broadcast.position.is_none())
                         || env.nsp != "/" =>
                 {
                     return;
                 }
-                Ok(env) => {
-                    metrics::counter!("wsgate_backplane_messages_total", "kind" => "broadcast")
-                        .increment(1);
-                    Inbound::Broadcast(env.broadcast)
-                }
-                Err(e) => return self.bad_message(e.kind(), &e.to_string()),
+                Ok(env) => Inbound::Broadcast(env.broadcast),
+                Err(e) => return rx.bad_message(e.kind(), &e.to_string()),
             }
         };
-        // Waits only when the gateway is a whole inbound channel behind.
-        let _ = self.inbound.send(inbound).await;
-    }
-
-    fn bad_message(&self, kind: &'static str, detail: &str) {
-        metrics::counter!("wsgate_backplane_decode_errors_total", "kind" => kind).increment(1);
-        if let Some(held) = self.logs.allow(kind) {
-            tracing::warn!(
-                kind,
-                suppressed = held,
-                detail,
-                "dropped a backplane message that does not decode"
-            );
-        }
+        rx.forward(inbound).await;
     }
 }

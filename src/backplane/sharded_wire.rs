@@ -217,23 +217,8 @@ fn has_binary(v: &Value) -> bool {
 /// binary (JSON cannot carry it). Same keys, same order, so Node servers and wsgate
 /// replicas read each other's messages.
 pub fn encode_broadcast(uid: &str, b: &Broadcast) -> Vec<u8> {
-    let mut data = Vec::with_capacity(b.args.0.len() + 1);
-    data.push(Value::from(b.event.as_str()));
-    data.extend(b.args.0.iter().cloned());
     let binary = b.args.0.iter().any(has_binary);
-    let packet = Value::Map(vec![
-        ("type".into(), Value::from(2)),
-        ("data".into(), Value::Array(data)),
-        ("nsp".into(), "/".into()),
-    ]);
-    let strs = |xs: &[String]| Value::Array(xs.iter().map(|s| Value::from(s.as_str())).collect());
-    let mut flags = Vec::new();
-    if b.volatile {
-        flags.push(("volatile".into(), Value::Boolean(true)));
-    }
-    if let Some(at) = b.sent_at {
-        flags.push((wire::SENT_AT.into(), Value::F64(at)));
-    }
+    let (packet, strs, flags) = (wire::packet(b), wire::str_list, wire::flags(b));
     let msg = Value::Map(vec![
         ("type".into(), Value::from(BROADCAST)),
         (

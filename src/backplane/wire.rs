@@ -9,7 +9,7 @@ use rmpv::Value;
 use serde::ser::{Serialize, SerializeTuple, Serializer};
 
 use super::Broadcast;
-use crate::history::{EPOCH_FLAG, OFFSET_FLAG, Position};
+use super::position::{EPOCH_FLAG, MAX_EPOCH, OFFSET_FLAG, Position};
 
 /// Socket.IO packet type of an event.
 const EVENT: u64 = 2;
@@ -209,17 +209,19 @@ pub(crate) fn event_of(
 fn position(flags: &[(Value, Value)]) -> Option<Position> {
     let epoch = get(flags, EPOCH_FLAG)?.as_str()?;
     let offset = get(flags, OFFSET_FLAG)?.as_str()?.parse().ok()?;
-    (!epoch.is_empty() && epoch.len() <= crate::history::MAX_EPOCH).then(|| Position {
+    (!epoch.is_empty() && epoch.len() <= MAX_EPOCH).then(|| Position {
         epoch: epoch.to_owned(),
         offset,
     })
 }
 
-fn str_list(items: &[String]) -> Value {
+/// A list of strings as msgpack (rooms, except).
+pub(super) fn str_list(items: &[String]) -> Value {
     Value::Array(items.iter().map(|s| Value::from(s.as_str())).collect())
 }
 
-fn packet(b: &Broadcast) -> Value {
+/// The Socket.IO EVENT packet of `b`, as both adapters carry it.
+pub(super) fn packet(b: &Broadcast) -> Value {
     let mut data = Vec::with_capacity(b.args.0.len() + 1);
     data.push(Value::from(b.event.as_str()));
     data.extend(b.args.0.iter().cloned());
@@ -232,7 +234,7 @@ fn packet(b: &Broadcast) -> Value {
 }
 
 /// The flags of `b` other than its position.
-fn flags(b: &Broadcast) -> Vec<(Value, Value)> {
+pub(super) fn flags(b: &Broadcast) -> Vec<(Value, Value)> {
     let mut flags = Vec::new();
     if b.volatile {
         flags.push(("volatile".into(), Value::Boolean(true)));

@@ -24,6 +24,7 @@ use crate::{
     config::RedisMode,
     config::{BenchConfig, BenchMode},
 };
+use client::Tally;
 
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]
@@ -145,15 +146,23 @@ async fn measure(cfg: &BenchConfig) -> Result<serde_json::Value, BenchError> {
         return Ok(report);
     }
 
+    fanout(cfg, clients, report).await
+}
+
+/// Fan-out mode: readers on every client, a paced publisher on a thread of its own, then
+/// loss, order, latency and the server's CPU per delivery added to `report`.
+async fn fanout(
+    cfg: &BenchConfig,
+    clients: Vec<client::Client>,
+    mut report: serde_json::Value,
+) -> Result<serde_json::Value, BenchError> {
     let url = cfg
         .redis_url
         .clone()
         .ok_or_else(|| BenchError::Config("fanout mode needs --redis-url".into()))?;
     let clock = Clock(Instant::now());
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)
-        .map_err(|e| BenchError::Config(e.to_string()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut readers = Vec::with_capacity(connected);
+    let mut readers = Vec::with_capacity(clients.len());
     for c in clients {
         let room = c.room;
         let h = tokio::spawn(c.read(clock, stop_rx.clone()));
@@ -176,64 +185,76 @@ async fn measure(cfg: &BenchConfig) -> Result<serde_json::Value, BenchError> {
         .await
         .map_err(|e| BenchError::Config(e.to_string()))?
         .map_err(|_| BenchError::Config("publisher thread panicked".into()))??;
-    let Paced {
-        published,
-        total,
-        failed: publish_failed,
-        seconds: publish_seconds,
-    } = paced;
     // Let the last updates arrive, then stop the readers.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cpu_after = procstat::total(&cfg.pids);
     let own_after = procstat::sample(std::process::id()).unwrap_or_default();
     let _ = stop_tx.send(true);
 
-    let (mut received, mut distinct, mut dups, mut ooo, mut expected) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
-    for (room, h) in readers {
-        if let Ok((t, latencies)) = h.await {
-            for l in latencies {
-                let _ = hist.record(u64::from(l));
-            }
-            received += t.received;
-            distinct += t.distinct;
-            dups += t.duplicates;
-            ooo += t.out_of_order;
+    let (all, expected, hist) = tally(readers, &paced.published).await?;
+    let Tally {
+        received,
+        distinct,
+        duplicates: dups,
+        out_of_order: ooo,
+    } = all;
+    let per_delivery = |cpu: f64| {
+        if received > 0 {
+            cpu * 1e6 / received as f64
+        } else {
+            0.0
         }
-        expected += published[room];
-    }
-    let h = &hist;
+    };
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     let cpu = cpu_after.cpu_seconds - cpu_before.cpu_seconds;
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     report["rate_per_second"] = json!(cfg.rate);
-    report["published"] = json!(total);
-    report["publish_failed"] = json!(publish_failed);
-    report["publish_seconds"] = json!(publish_seconds);
+    report["published"] = json!(paced.total);
+    report["publish_failed"] = json!(paced.failed);
+    report["publish_seconds"] = json!(paced.seconds);
     report["deliveries_expected"] = json!(expected);
     report["deliveries_received"] = json!(received);
     report["lost"] = json!(expected.saturating_sub(distinct));
     report["duplicates"] = json!(dups);
     report["out_of_order"] = json!(ooo);
-    report["deliveries_per_second"] = json!(received as f64 / publish_seconds.max(1e-9));
+    report["deliveries_per_second"] = json!(received as f64 / paced.seconds.max(1e-9));
     report["latency_ms"] =
-        json!({"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": h.max() as f64 / 1000.0});
+        json!({"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": hist.max() as f64 / 1000.0});
     report["server_cpu_seconds"] = json!(cpu);
-    report["server_cpu_us_per_delivery"] = json!(if received > 0 {
-        cpu * 1e6 / received as f64
-    } else {
-        0.0
-    });
+    report["server_cpu_us_per_delivery"] = json!(per_delivery(cpu));
     report["server_rss_bytes"] = json!(cpu_after.rss_bytes);
     // The generator's own cost, so a reader can see it is far below the fleet's (it shares
     // the machine's cores with the fleet under test).
     let own = own_after.cpu_seconds - own_before.cpu_seconds;
     report["generator_cpu_seconds"] = json!(own);
-    report["generator_cpu_us_per_delivery"] = json!(if received > 0 {
-        own * 1e6 / received as f64
-    } else {
-        0.0
-    });
+    report["generator_cpu_us_per_delivery"] = json!(per_delivery(own));
     Ok(report)
+}
+
+/// A client's reading task: what it saw and its latencies (µs).
+type Reader = tokio::task::JoinHandle<(Tally, Vec<u32>)>;
+
+/// The readers' tallies summed, the deliveries their rooms' publishes called for, and
+/// every latency in one histogram.
+async fn tally(
+    readers: Vec<(usize, Reader)>,
+    published: &[u64],
+) -> Result<(Tally, u64, Histogram<u64>), BenchError> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)
+        .map_err(|e| BenchError::Config(e.to_string()))?;
+    let (mut all, mut expected) = (Tally::default(), 0u64);
+    for (room, h) in readers {
+        if let Ok((t, latencies)) = h.await {
+            for l in latencies {
+                let _ = hist.record(u64::from(l));
+            }
+            all.received += t.received;
+            all.distinct += t.distinct;
+            all.duplicates += t.duplicates;
+            all.out_of_order += t.out_of_order;
+        }
+        expected += published[room];
+    }
+    Ok((all, expected, hist))
 }
 
 /// The bench's publisher: the emitter's format on one Redis, the sharded adapter's on a

@@ -1,114 +1,22 @@
 //! Room history: the updates of each room kept in a Redis Stream, so a client that was away
 //! (network blip, drained or killed replica) can be given back what it missed.
 //!
-//! Publishing with history runs one Lua script (`redis.rs`): XADD the message to the
-//! room's stream, then PUBLISH the very same bytes on the room's channel. The message
-//! carries its position in `opts.flags` (`wsgateEpoch`, `wsgateOffset`), which Node
-//! servers ignore. An offset is the stream entry id `<ms>-<n>` where `n` counts the room's
-//! updates one by one, so a gap is visible from the offsets alone. The epoch names the
-//! stream's incarnation: a Redis that lost its data starts a new one, and no client is
-//! replayed a history that is not its own.
+//! The streams are written by the publishers (`crate::backplane::stream`: one script
+//! XADDs the message and PUBLISHes the same bytes, with its position in `opts.flags`);
+//! this module reads them and judges what a client at a given position gets back.
 //!
 //! The gateway never speaks Redis: it asks a [`History`] (`redis::RedisHistory`, or
 //! [`Unavailable`] without Redis) and gets a [`Recovery`].
 
-pub mod keys;
 pub mod redis;
-
-use std::{fmt, str::FromStr, time::Duration};
 
 use futures_util::{FutureExt, future::BoxFuture};
 
-use crate::backplane::Broadcast;
-
-/// Flag key of the stream's epoch in `opts.flags`.
-pub const EPOCH_FLAG: &str = "wsgateEpoch";
-/// Flag key of the update's offset in `opts.flags`.
-pub const OFFSET_FLAG: &str = "wsgateOffset";
-/// Longest epoch accepted from a client (ours are 16 hex digits).
-pub const MAX_EPOCH: usize = 64;
-/// How much longer than the stream a room's epoch is kept after its last update: a client
-/// coming back to a room that went quiet learns it missed nothing instead of a new epoch.
-pub const EPOCH_GRACE: Duration = Duration::from_secs(24 * 3600);
-
-/// How much history each room keeps. History is on when `size > 0`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistoryConfig {
-    /// Most entries kept per room.
-    pub size: u64,
-    /// Entries older than this (at the time of a later publish) are trimmed; a room with
-    /// no publish for this long loses its stream.
-    pub ttl: Duration,
-}
-
-impl HistoryConfig {
-    /// `Some` when `size` turns history on.
-    pub fn enabled(size: u64, ttl: Duration) -> Option<Self> {
-        (size > 0).then_some(Self { size, ttl })
-    }
-
-    fn ttl_ms(&self) -> u64 {
-        u64::try_from(self.ttl.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1)
-    }
-
-    fn epoch_ttl_ms(&self) -> u64 {
-        self.ttl_ms().saturating_add(EPOCH_GRACE.as_millis() as u64)
-    }
-}
-
-/// A stream entry id `<ms>-<n>`: `n` is the room's update count, one more per update.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Offset {
-    /// Milliseconds part (Redis time at the publish, never decreasing).
-    pub ms: u64,
-    /// The update's number in its room, from 1.
-    pub seq: u64,
-}
-
-impl Offset {
-    /// The offset before any update.
-    pub const ZERO: Offset = Offset { ms: 0, seq: 0 };
-}
-
-impl fmt::Display for Offset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.ms, self.seq)
-    }
-}
-
-impl FromStr for Offset {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        let (ms, seq) = s.split_once('-').ok_or(())?;
-        let digits =
-            |p: &str| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit());
-        if !digits(ms) || !digits(seq) {
-            return Err(());
-        }
-        Ok(Offset {
-            ms: ms.parse().map_err(drop)?,
-            seq: seq.parse().map_err(drop)?,
-        })
-    }
-}
-
-/// Where an update sits in its room's history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Position {
-    /// The stream's incarnation.
-    pub epoch: String,
-    /// The entry.
-    pub offset: Offset,
-}
-
-impl Position {
-    /// `{epoch, offset}` as JSON, for join answers.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({"epoch": self.epoch, "offset": self.offset.to_string()})
-    }
-}
+pub use crate::backplane::{
+    Broadcast,
+    position::{EPOCH_FLAG, MAX_EPOCH, OFFSET_FLAG, Offset, Position},
+    stream::{EPOCH_GRACE, HistoryConfig, keys},
+};
 
 /// Why a client's missed updates cannot be given back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,25 +162,6 @@ mod tests {
     }
 
     #[test]
-    fn offsets_parse_strictly() {
-        assert_eq!("12-3".parse(), Ok(Offset { ms: 12, seq: 3 }));
-        for bad in [
-            "",
-            "-",
-            "1-",
-            "-1",
-            "1-2-3",
-            "a-1",
-            "1-+2",
-            "1 -2",
-            "99999999999999999999999-1",
-        ] {
-            assert!(bad.parse::<Offset>().is_err(), "{bad}");
-        }
-        assert_eq!(Offset { ms: 5, seq: 9 }.to_string(), "5-9");
-    }
-
-    #[test]
     fn judge_gives_back_exactly_what_was_missed() {
         let head = Offset { ms: 103, seq: 3 };
         let got = judge(&pos("e", 101, 1), "e", head, vec![entry(2), entry(3)]);
@@ -312,11 +201,5 @@ mod tests {
             lost(pos("e", 101, 1), vec![entry(3), entry(2)]),
             Reason::Trimmed
         );
-    }
-
-    #[test]
-    fn config_off_at_zero() {
-        assert_eq!(HistoryConfig::enabled(0, Duration::from_secs(1)), None);
-        assert!(HistoryConfig::enabled(1, Duration::from_secs(1)).is_some());
     }
 }

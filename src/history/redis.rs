@@ -1,5 +1,5 @@
-//! The Redis side of history: the publish script (XADD + PUBLISH, one atomic step) and the
-//! read script (epoch, head and the entries after a position, one atomic step).
+//! The Redis side of history: the read script (epoch, head and the entries after a
+//! position, one atomic step). The publish script is `crate::backplane::stream`'s.
 
 use std::sync::LazyLock;
 
@@ -9,33 +9,10 @@ use futures_util::{FutureExt, future::BoxFuture};
 use super::{
     History, HistoryConfig, HistoryError, Offset, Outcome, Position, Recovery, judge, keys,
 };
-use crate::backplane::room_channel;
-
-/// KEYS: stream, meta. ARGV: channel, the message without its last two flags (the flags
-/// map is the last value and its header already counts them), max entries, max age (ms),
-/// the epoch to start if the room has none, the meta's lifetime (ms).
-/// Returns `{receivers, epoch, offset}`.
-const PUBLISH: &str = r#"
-local m = redis.call('HMGET', KEYS[2], 'e', 'n', 'ms')
-local epoch, seq, last = m[1], 1, 0
-if epoch then
-  seq = tonumber(m[2]) + 1
-  last = tonumber(m[3])
-else
-  epoch = ARGV[5]
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if now < last then now = last end
-local id = string.format('%d-%d', now, seq)
-local msg = ARGV[2] .. cmsgpack.pack('wsgateEpoch', epoch, 'wsgateOffset', id)
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], id, 'm', msg)
-redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', now - tonumber(ARGV[4])))
-redis.call('HSET', KEYS[2], 'e', epoch, 'n', string.format('%d', seq), 'ms', string.format('%d', now), 'id', id)
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
-return {redis.call('PUBLISH', ARGV[1], msg), epoch, id}
-"#;
+use crate::backplane::{
+    room_channel,
+    stream::{new_epoch, text},
+};
 
 /// KEYS: stream, meta. ARGV: the offset to read after (empty: none), max entries, the epoch
 /// to start if the room has none, the meta's lifetime (ms). Returns `{epoch, head, entries}`.
@@ -54,57 +31,7 @@ end
 return {epoch, head, entries}
 "#;
 
-static PUBLISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PUBLISH));
 static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(READ));
-
-/// A new random epoch (only used when the room has none yet).
-fn new_epoch() -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    id[..16].to_owned()
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// Run the publish script for `channel` with `prefix` (see [`crate::backplane::wire::encode_open`]).
-/// Returns how many subscribers received it and its position.
-pub async fn publish(
-    conn: &mut deadpool_redis::Connection,
-    cfg: &HistoryConfig,
-    channel: &str,
-    prefix: &[u8],
-) -> Result<(u64, Position), HistoryError> {
-    let reply: Value = PUBLISH_SCRIPT
-        .key(keys::key_for("stream", channel))
-        .key(keys::key_for("meta", channel))
-        .arg(channel)
-        .arg(prefix)
-        .arg(cfg.size)
-        .arg(cfg.ttl_ms())
-        .arg(new_epoch())
-        .arg(cfg.epoch_ttl_ms())
-        .invoke_async(conn)
-        .await?;
-    let Value::Array(parts) = reply else {
-        return Err(HistoryError::Reply("publish: not an array"));
-    };
-    match parts.as_slice() {
-        [Value::Int(n), epoch, id] => {
-            let epoch = text(epoch).ok_or(HistoryError::Reply("publish: epoch"))?;
-            let offset = text(id)
-                .and_then(|s| s.parse().ok())
-                .ok_or(HistoryError::Reply("publish: offset"))?;
-            Ok((u64::try_from(*n).unwrap_or(0), Position { epoch, offset }))
-        }
-        _ => Err(HistoryError::Reply("publish: shape")),
-    }
-}
 
 /// One XRANGE entry: `[id, [field, value, ...]]` with the message under `m`.
 fn entry(v: &Value) -> Option<(Offset, Vec<u8>)> {

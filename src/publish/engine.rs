@@ -30,21 +30,23 @@ impl Engine {
         })
     }
 
-    /// The same engine, writing one-room updates into room history too. Only one Redis
-    /// has it: the history script speaks the classic adapter's format.
+    /// The same engine, writing one-room updates into room history too (where the
+    /// settings allow it: [`RedisModeArg::history_fits`]).
     pub(crate) fn with_history(
         self,
-        history: Option<crate::history::HistoryConfig>,
+        history: Option<crate::backplane::stream::HistoryConfig>,
     ) -> Result<Self, PublishError> {
-        match (self, history) {
-            (Engine::Single(p), h) => Ok(Engine::Single(p.with_history(h))),
-            (e @ Engine::Cluster(_), None) => Ok(e),
-            (Engine::Cluster(_), Some(_)) => Err(PublishError::Input(
-                "--history-size needs --redis-mode standalone: room history is not written in \
-                 cluster mode yet"
-                    .into(),
-            )),
-        }
+        let mode = RedisModeArg {
+            mode: match self {
+                Engine::Single(_) => RedisMode::Standalone,
+                Engine::Cluster(_) => RedisMode::Cluster,
+            },
+        };
+        mode.history_fits(history).map_err(PublishError::Input)?;
+        Ok(match self {
+            Engine::Single(p) => Engine::Single(p.with_history(history)),
+            e @ Engine::Cluster(_) => e,
+        })
     }
 
     /// Publish one broadcast on its channel, in the format the fleet's adapter reads.

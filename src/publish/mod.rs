@@ -69,7 +69,7 @@ impl Publisher {
     /// it. `None`: plain emitter bytes. Refused for a Redis Cluster (not written there yet).
     pub fn with_history(
         self,
-        history: Option<crate::history::HistoryConfig>,
+        history: Option<crate::backplane::stream::HistoryConfig>,
     ) -> Result<Self, PublishError> {
         Ok(Self {
             inner: self.inner.with_history(history)?,

@@ -1,0 +1,135 @@
+//! A room's stream: the updates of one room kept in Redis (XADD) by the same script that
+//! publishes them (PUBLISH), so every positioned update is both in the stream and on the
+//! channel, or neither. This side writes; `crate::history` reads.
+//!
+//! An offset is the stream entry id `<ms>-<n>` where `n` counts the room's updates one by
+//! one, so a gap is visible from the offsets alone. The epoch names the stream's
+//! incarnation: a Redis that lost its data starts a new one, and no client is replayed a
+//! history that is not its own.
+
+pub mod keys;
+
+use std::{sync::LazyLock, time::Duration};
+
+use ::redis::{Script, Value};
+
+use super::{BackplaneError, position::Position};
+
+/// How much longer than the stream a room's epoch is kept after its last update: a client
+/// coming back to a room that went quiet learns it missed nothing instead of a new epoch.
+pub const EPOCH_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// How much history each room keeps. History is on when `size > 0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// Most entries kept per room.
+    pub size: u64,
+    /// Entries older than this (at the time of a later publish) are trimmed; a room with
+    /// no publish for this long loses its stream.
+    pub ttl: Duration,
+}
+
+impl HistoryConfig {
+    /// `Some` when `size` turns history on.
+    pub fn enabled(size: u64, ttl: Duration) -> Option<Self> {
+        (size > 0).then_some(Self { size, ttl })
+    }
+
+    pub(crate) fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    pub(crate) fn epoch_ttl_ms(&self) -> u64 {
+        self.ttl_ms().saturating_add(EPOCH_GRACE.as_millis() as u64)
+    }
+}
+
+/// KEYS: stream, meta. ARGV: channel, the message without its last two flags (the flags
+/// map is the last value and its header already counts them), max entries, max age (ms),
+/// the epoch to start if the room has none, the meta's lifetime (ms).
+/// Returns `{receivers, epoch, offset}`.
+const PUBLISH: &str = r#"
+local m = redis.call('HMGET', KEYS[2], 'e', 'n', 'ms')
+local epoch, seq, last = m[1], 1, 0
+if epoch then
+  seq = tonumber(m[2]) + 1
+  last = tonumber(m[3])
+else
+  epoch = ARGV[5]
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now < last then now = last end
+local id = string.format('%d-%d', now, seq)
+local msg = ARGV[2] .. cmsgpack.pack('wsgateEpoch', epoch, 'wsgateOffset', id)
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], id, 'm', msg)
+redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', now - tonumber(ARGV[4])))
+redis.call('HSET', KEYS[2], 'e', epoch, 'n', string.format('%d', seq), 'ms', string.format('%d', now), 'id', id)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+return {redis.call('PUBLISH', ARGV[1], msg), epoch, id}
+"#;
+
+static PUBLISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PUBLISH));
+
+/// A new random epoch (only used when the room has none yet).
+pub(crate) fn new_epoch() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    id[..16].to_owned()
+}
+
+pub(crate) fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Run the publish script for `channel` with `prefix` (see [`super::wire::encode_open`]).
+/// Returns how many subscribers received it and its position.
+pub async fn publish(
+    conn: &mut deadpool_redis::Connection,
+    cfg: &HistoryConfig,
+    channel: &str,
+    prefix: &[u8],
+) -> Result<(u64, Position), BackplaneError> {
+    let reply: Value = PUBLISH_SCRIPT
+        .key(keys::key_for("stream", channel))
+        .key(keys::key_for("meta", channel))
+        .arg(channel)
+        .arg(prefix)
+        .arg(cfg.size)
+        .arg(cfg.ttl_ms())
+        .arg(new_epoch())
+        .arg(cfg.epoch_ttl_ms())
+        .invoke_async(conn)
+        .await?;
+    let Value::Array(parts) = reply else {
+        return Err(BackplaneError::Reply("publish: not an array"));
+    };
+    match parts.as_slice() {
+        [Value::Int(n), epoch, id] => {
+            let epoch = text(epoch).ok_or(BackplaneError::Reply("publish: epoch"))?;
+            let offset = text(id)
+                .and_then(|s| s.parse().ok())
+                .ok_or(BackplaneError::Reply("publish: offset"))?;
+            Ok((u64::try_from(*n).unwrap_or(0), Position { epoch, offset }))
+        }
+        _ => Err(BackplaneError::Reply("publish: shape")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_off_at_zero() {
+        assert_eq!(HistoryConfig::enabled(0, Duration::from_secs(1)), None);
+        assert!(HistoryConfig::enabled(1, Duration::from_secs(1)).is_some());
+    }
+}

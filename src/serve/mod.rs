@@ -1,0 +1,312 @@
+//! `wsgate serve`: wire the modules together and run one replica until a signal.
+//!
+//! [`run`] reads as the replica's life: start the backplane, build Socket.IO and the
+//! gateway, start the supervised background tasks ([`tasks`]), listen and announce, then
+//! serve until drained, or until a task ends unexpectedly.
+
+mod tasks;
+
+use std::{io::Write, sync::Arc, time::Duration};
+
+use socketioxide::SocketIo;
+use time::OffsetDateTime;
+
+use crate::{
+    access::{self, AccessError},
+    backplane::{
+        Backplane, BackplaneError, EngineTask, InboundRx, cluster::ClusterBackplane,
+        memory::MemoryBackplane, redis::RedisBackplane,
+    },
+    config::{Fleet, ServeConfig, SlowConsumer},
+    gateway::{self, Gateway, Limits},
+    history::{History, Unavailable, redis::RedisHistory},
+    http::{self, Readiness},
+    publish,
+    shutdown::{self, Shutdown},
+};
+use tasks::{Failed, Tasks};
+
+/// Why a replica could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Identity and access settings are unusable.
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// The Redis URL is unusable.
+    #[error("--redis-url / WSGATE_REDIS_URL: {0}")]
+    Backplane(#[from] BackplaneError),
+    /// The listen address cannot be bound.
+    #[error("--listen / WSGATE_LISTEN: cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The origin settings contradict each other.
+    #[error(transparent)]
+    Origin(#[from] http::origin::OriginError),
+    /// Settings that do not fit together.
+    #[error("{0}")]
+    Config(String),
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A background task ended while the replica ran.
+    #[error("background task {task} ended ({how}); the replica cannot serve without it")]
+    TaskEnded {
+        /// Its name.
+        task: &'static str,
+        /// Returned, or the panic.
+        how: String,
+    },
+}
+
+/// Ready while the backplane is connected, no background task has ended, and the replica
+/// is not draining.
+struct ReplicaReadiness {
+    backplane: Arc<dyn Backplane>,
+    shutdown: Shutdown,
+    failed: Failed,
+}
+
+impl Readiness for ReplicaReadiness {
+    fn check(&self) -> Result<(), &'static str> {
+        if self.shutdown.is_draining() {
+            Err("draining")
+        } else if self.failed.task().is_some() {
+            Err("a background task ended")
+        } else if self.backplane.is_ready() {
+            Ok(())
+        } else {
+            Err("backplane disconnected")
+        }
+    }
+}
+
+/// How long the sockets still open after the drain window get to close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long before `--drain-deadline` the process stops waiting and exits.
+const EXIT_MARGIN: Duration = Duration::from_millis(500);
+
+/// Run one replica until SIGINT or SIGTERM (exit 0 once drained), or until a background
+/// task ends (an error: the replica cannot serve without it).
+pub async fn run(
+    cfg: ServeConfig,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> Result<(), ServeError> {
+    let origins =
+        http::origin::OriginPolicy::new(cfg.allowed_origins.clone(), cfg.cors_credentials)?;
+    cfg.check().map_err(ServeError::Config)?;
+    let access = access::from_config(&cfg)?;
+    let mut tasks = Tasks::new(cfg.fail_task.clone());
+    let fleet = start_backplane(&cfg, &mut tasks)?;
+    let shutdown = Shutdown::new();
+    let (layer, io, overflows) = build_socketio(&cfg);
+    let gateway = Gateway::recovering(
+        access.auth,
+        access.authz,
+        fleet.backplane.clone(),
+        Limits::new(cfg.max_connections, cfg.max_event_rate, cfg.event_burst),
+        shutdown.clone(),
+        access.limits,
+        fleet.history,
+    );
+    gateway.attach(&io);
+    tasks.spawn(
+        "delivery",
+        gateway::deliver(
+            io.clone(),
+            gateway.clone(),
+            fleet.inbound,
+            cfg.coalesce_window,
+        ),
+    );
+    if let Some(reports) = overflows {
+        tasks.spawn(
+            "eviction",
+            gateway::evict(io.clone(), gateway.clone(), reports, cfg.max_buffer),
+        );
+    }
+    if let Some(every) = cfg.demo_push {
+        tasks.spawn("demo_push", demo_push(fleet.backplane.clone(), every));
+    }
+    let readiness: Arc<dyn Readiness> = Arc::new(ReplicaReadiness {
+        backplane: fleet.backplane,
+        shutdown: shutdown.clone(),
+        failed: tasks.failed(),
+    });
+    tasks.spawn("readiness", publish_readiness(readiness.clone()));
+
+    let mut app = http::router(layer, readiness, metrics).layer(
+        axum::middleware::from_fn_with_state(shutdown.clone(), http::refuse::refuse_new_sessions),
+    );
+    if cfg.demo_page_enabled() {
+        app = http::demo::with_demo_page(app);
+    }
+    let app = http::origin::guard(app, origins);
+    let listener = listen(&cfg).await?;
+    let draining = drain(io, shutdown.clone(), cfg.drain_window);
+    let deadline = async {
+        shutdown.draining().await;
+        tokio::time::sleep(cfg.drain_deadline.saturating_sub(EXIT_MARGIN)).await;
+    };
+    tokio::select! {
+        served = axum::serve(listener, app).with_graceful_shutdown(draining) => served?,
+        () = deadline => tracing::warn!("drain deadline reached with connections still open; exiting"),
+        (task, how) = tasks.ended() => {
+            tracing::error!(task, how = %how, "background task ended; not ready, exiting");
+            return Err(ServeError::TaskEnded { task, how });
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The running backplane and what the gateway reads from it.
+struct Backend {
+    backplane: Arc<dyn Backplane>,
+    inbound: InboundRx,
+    history: Arc<dyn History>,
+}
+
+/// Start the engine the settings name; its subscriber task joins `tasks`.
+fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, ServeError> {
+    let fleet = cfg
+        .redis_mode
+        .fleet(cfg.redis_url.as_deref(), cfg.history.config())
+        .map_err(ServeError::Config)?;
+    let (backplane, inbound, history, task): (Arc<dyn Backplane>, _, Arc<dyn History>, _) =
+        match fleet {
+            Fleet::Local => {
+                // One replica, no Redis: nothing to recover from (joins answer
+                // `recovered: false, reason: "unavailable"`).
+                let (b, rx) = MemoryBackplane::new();
+                (Arc::new(b), rx, Arc::new(Unavailable), None)
+            }
+            Fleet::Standalone { url, history } => {
+                let (b, rx, task) = RedisBackplane::start(&url, history)?;
+                let history: Arc<dyn History> = match history {
+                    Some(h) => Arc::new(RedisHistory::new(b.pool().clone(), h)),
+                    None => Arc::new(Unavailable),
+                };
+                (Arc::new(b), rx, history, Some(task))
+            }
+            Fleet::Cluster { seeds } => {
+                let (b, rx, task) = ClusterBackplane::start(&seeds)?;
+                (Arc::new(b), rx, Arc::new(Unavailable), Some(task))
+            }
+        };
+    if let Some(task) = task {
+        tasks.spawn("backplane", task as EngineTask);
+    }
+    Ok(Backend {
+        backplane,
+        inbound,
+        history,
+    })
+}
+
+/// The Socket.IO layer with wsgate's adapter and limits, and the overflow reports of slow
+/// consumers (`None` with `--slow-consumer drop`).
+fn build_socketio(
+    cfg: &ServeConfig,
+) -> (
+    socketioxide::layer::SocketIoLayer<gateway::Adapter>,
+    gateway::Io,
+    Option<gateway::OverflowRx>,
+) {
+    let max_payload = usize::try_from(cfg.max_payload).unwrap_or(usize::MAX);
+    let (overflow, overflows) = match cfg.slow_consumer {
+        SlowConsumer::Disconnect => {
+            let (overflow, reports) = gateway::Overflow::channel();
+            (overflow, Some(reports))
+        }
+        SlowConsumer::Drop => (gateway::Overflow::ignore(), None),
+    };
+    let (layer, io) = SocketIo::builder()
+        .with_adapter::<gateway::Adapter>(overflow)
+        .max_payload(cfg.max_payload)
+        .ws_max_message_size(max_payload)
+        .ws_max_frame_size(max_payload)
+        .ws_read_buffer_size(cfg.ws_read_buffer)
+        .max_buffer_size(cfg.max_buffer)
+        .ping_interval(cfg.ping_interval)
+        .ping_timeout(cfg.ping_timeout)
+        .build_layer();
+    (layer, io, overflows)
+}
+
+/// Bind the listen address and announce it: `WSGATE_LISTENING=host:port` on stdout (the
+/// one line there: scripts and tests that asked for port 0 find the port), then the log.
+async fn listen(
+    cfg: &ServeConfig,
+) -> Result<
+    impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr>,
+    ServeError,
+> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+    let local = listener.local_addr()?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "WSGATE_LISTENING={local}");
+    let _ = out.flush();
+    drop(out);
+    tracing::info!(addr = %local, redis = cfg.redis_url.is_some(), "wsgate listening");
+    if cfg.demo_page_enabled() {
+        let host = if local.ip().is_unspecified() {
+            format!("localhost:{}", local.port())
+        } else {
+            local.to_string()
+        };
+        tracing::info!("demo page on http://{host}/ (--demo-page=false turns it off)");
+    }
+    let nodelay = cfg.tcp_nodelay;
+    Ok(axum::serve::ListenerExt::tap_io(listener, move |tcp| {
+        no_delay(tcp, nodelay)
+    }))
+}
+
+/// At the first signal: not ready, refuse new clients, close the rest over `window`.
+async fn drain(io: gateway::Io, shutdown: Shutdown, window: Duration) {
+    shutdown::signal().await;
+    shutdown.begin();
+    tracing::info!("signal received: not ready, refusing new clients, draining");
+    gateway::drain(&io, window).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, io.close()).await;
+}
+
+/// Mirror `/readyz` in the `wsgate_ready` gauge, for alerts and dashboards.
+async fn publish_readiness(readiness: Arc<dyn Readiness>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let ready = if readiness.check().is_ok() { 1.0 } else { 0.0 };
+        metrics::gauge!("wsgate_ready").set(ready);
+    }
+}
+
+async fn demo_push(backplane: Arc<dyn Backplane>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for b in publish::demo_broadcasts(OffsetDateTime::now_utc()) {
+            if let Err(e) = backplane.publish(b).await {
+                tracing::debug!(error = %e, "demo push failed");
+            }
+        }
+    }
+}
+
+/// `--tcp-nodelay`: updates are small frames; Nagle's algorithm holds one back until the
+/// previous one is acknowledged (fewer segments, less CPU, a longer worst-case latency).
+fn no_delay(tcp: &mut tokio::net::TcpStream, on: bool) {
+    if let Err(e) = tcp.set_nodelay(on) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
+}
