@@ -1,4 +1,4 @@
-//! Fleet tests (DESIGN.md §2): several `wsgate serve --redis-url` replicas sharing a private
+//! Fleet tests (docs/backplane.md): several `wsgate serve --redis-url` replicas sharing a private
 //! `redis-server` (started by the harness on a free port; the Redis on 6379 is never used),
 //! Socket.IO clients on every replica, and updates published with `wsgate publish` or
 //! directly in the `@socket.io/redis-emitter` wire format.
@@ -187,7 +187,7 @@ async fn expect_event(
 // ---------------------------------------------------------------------------------------
 
 /// `emitter.to("project_one").emit("update", {x: 1})` as `@socket.io/redis-emitter` writes it
-/// (the example of DESIGN.md §2).
+/// (the example of docs/backplane.md).
 const EMITTER_EXAMPLE_HEX: &str = "93a7656d697474657283a47479706502a46461746192a675706461746581a17801a36e7370a12f83a5726f6f6d7391ab70726f6a6563745f6f6e65a5666c61677380a665786365707490";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
