@@ -1,4 +1,4 @@
-//! Cluster mode (DESIGN.md §2, last rule): two `wsgate serve --redis-mode cluster`
+//! Cluster mode (docs/backplane.md, "Redis Cluster"): two `wsgate serve --redis-mode cluster`
 //! replicas on a private 3-primary / 3-replica Redis Cluster started by the test on free
 //! loopback ports. Rooms are picked so that one lands on each shard; every client is a
 //! member of all of them. Then a primary is SIGKILLed (failover) and a slot is moved to

@@ -1,4 +1,4 @@
-//! Client contract (DESIGN.md §1), one test per row, each run over both Engine.IO
+//! Client contract (docs/client-contract.md), one test per row, each run over both Engine.IO
 //! transports (`websocket::<row>` and `polling::<row>`), against the real `wsgate` binary
 //! with its embedded demo identities:
 //! tokens valid-token-1 -> user_1 [project_one], valid-token-2 -> user_2

@@ -1,4 +1,4 @@
-//! Fleet tests (DESIGN.md §2): several `wsgate serve --redis-url` replicas sharing a private
+//! Fleet tests (docs/backplane.md): several `wsgate serve --redis-url` replicas sharing a private
 //! `redis-server` (started by the harness on a free port; the Redis on 6379 is never used),
 //! Socket.IO clients on every replica, and updates published with `wsgate publish` or
 //! directly in the `@socket.io/redis-emitter` wire format.
@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use support::client::connect_token;
 use support::redis::{
@@ -14,6 +15,7 @@ use support::redis::{
 };
 use support::{Gateway, TestClient, Transport, publish_ok, run_bounded, run_publish};
 use tokio::time::{Instant, sleep};
+use wsgate::backplane::{Args, Broadcast, wire};
 
 const FLEET_TIMEOUT: Duration = Duration::from_secs(120);
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -148,13 +150,24 @@ async fn populate(fleet: &Fleet) -> Vec<Member> {
 /// Checks that exactly the members selected by `expected` get `chat(data)` exactly once,
 /// and that nobody gets anything else.
 async fn expect_delivery(members: &mut [Member], data: &Value, expected: impl Fn(&Member) -> bool) {
+    expect_event(members, "chat", data, expected).await
+}
+
+/// Checks that exactly the members selected by `expected` get `event(data)` exactly once,
+/// and that nobody gets anything else.
+async fn expect_event(
+    members: &mut [Member],
+    event: &str,
+    data: &Value,
+    expected: impl Fn(&Member) -> bool,
+) {
     for m in members.iter_mut() {
         if expected(m) {
-            let got = m.client.collect("chat", 1, DELIVERY_TIMEOUT).await;
+            let got = m.client.collect(event, 1, DELIVERY_TIMEOUT).await;
             assert_eq!(
                 got,
                 vec![vec![data.clone()]],
-                "{}: expected chat {data} once",
+                "{}: expected {event} {data} once",
                 m.name
             );
         }
@@ -164,7 +177,7 @@ async fn expect_delivery(members: &mut [Member], data: &Value, expected: impl Fn
         let extra = m.client.drain();
         assert!(
             extra.is_empty(),
-            "{} (expected: {}): unexpected events after chat {data}: {extra:?}",
+            "{} (expected: {}): unexpected events after {event} {data}: {extra:?}",
             m.name,
             expected(m)
         );
@@ -173,13 +186,57 @@ async fn expect_delivery(members: &mut [Member], data: &Value, expected: impl Fn
 
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn emitter_encoding_matches_design_example() {
-    // DESIGN.md §2: emitter.to("project_one").emit("update", {x: 1})
-    let want = "93a7656d697474657283a47479706502a46461746192a675706461746581a17801a36e7370a12f83a5726f6f6d7391ab70726f6a6563745f6f6e65a5666c61677380a665786365707490";
-    let got = emitter_message("update", &[json!({"x": 1})], &["project_one"], &[]);
-    let hex: String = got.iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(hex, want);
+/// `emitter.to("project_one").emit("update", {x: 1})` as `@socket.io/redis-emitter` writes it
+/// (the example of docs/backplane.md).
+const EMITTER_EXAMPLE_HEX: &str = "93a7656d697474657283a47479706502a46461746192a675706461746581a17801a36e7370a12f83a5726f6f6d7391ab70726f6a6563745f6f6e65a5666c61677380a665786365707490";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_sends_the_emitter_bytes_of_the_example_and_replicas_deliver_them() {
+    run_bounded(FLEET_TIMEOUT, async {
+        let mut fleet = Fleet::start(2).await;
+        let mut members = Vec::new();
+        for i in 0..fleet.replicas.len() {
+            let t = Transport::Websocket;
+            members.push(member(&fleet, i, t, "valid-token-1", &["project_one"]).await);
+            members.push(member(&fleet, i, t, "valid-token-3", &["project_three"]).await);
+        }
+        fleet
+            .redis
+            .wait_numsub_at_least(&room_channel("project_one"), 2, Duration::from_secs(10))
+            .await;
+        // Every channel the publish could use, so a wrong one is seen rather than missed.
+        let redis_client = redis::Client::open(fleet.redis.url()).unwrap();
+        let mut pubsub = redis_client.get_async_pubsub().await.unwrap();
+        pubsub.psubscribe("socket.io*").await.unwrap();
+
+        let publisher = wsgate::publish::Publisher::new(&fleet.redis.url()).unwrap();
+        let update = Broadcast {
+            event: "update".into(),
+            args: Args(vec![wire::from_json(&json!({"x": 1}))]),
+            rooms: vec!["project_one".into()],
+            ..Broadcast::default()
+        };
+        publisher.publish(&update).await.unwrap();
+
+        let msg = tokio::time::timeout(DELIVERY_TIMEOUT, pubsub.on_message().next())
+            .await
+            .expect("the publish reached Redis")
+            .expect("pub/sub stream open");
+        assert_eq!(msg.get_channel_name(), room_channel("project_one"));
+        let hex: String = msg
+            .get_payload_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hex, EMITTER_EXAMPLE_HEX);
+
+        expect_event(&mut members, "update", &json!({"x": 1}), |m| {
+            m.in_any(&["project_one"])
+        })
+        .await;
+        fleet.assert_all_running();
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
 //! Room history against a real `redis-server` (private port): the publish script's bytes,
-//! keys and positions, and what a read gives a client at a position (issue 9).
+//! keys and positions, and what a read gives a client at a position (docs/history.md).
 
 mod support;
 

@@ -1,4 +1,4 @@
-//! Identity and access (issue 4): JWT authentication for every algorithm family and every
+//! Identity and access: JWT authentication for every algorithm family and every
 //! refusal, JWKS rotation (file change and SIGHUP), token expiry on live connections and
 //! `auth_refresh`, Redis-sourced permissions with the per-replica cache on a 3-replica
 //! fleet, fleet-wide revocation (with the measured revoke-to-effect time printed), and the

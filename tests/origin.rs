@@ -1,4 +1,4 @@
-//! Browser-facing HTTP (issue 8) against the real binary: the `Origin` policy on both
+//! Browser-facing HTTP against the real binary: the `Origin` policy on both
 //! Engine.IO transports, CORS on long-polling, the start-up checks of the origin settings,
 //! and when the demo page is served. The same policy in a real browser:
 //! `tests/browser/demo.test.mjs`.

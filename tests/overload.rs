@@ -1,4 +1,4 @@
-//! Overload (DESIGN.md §5): a socket that stops reading is disconnected with a reason and
+//! Overload (docs/client-contract.md, "Slow clients"): a socket that stops reading is disconnected with a reason and
 //! counted, never left to miss updates in silence, and the members that keep reading get
 //! every update in order.
 //!
@@ -248,8 +248,8 @@ async fn read_updates(mut ws: Ws, n: usize) -> Vec<u64> {
     seqs
 }
 
-/// DESIGN.md §5's burst: 1 KB updates published back to back to a room whose members keep
-/// reading: every member gets every update in order, none is taken for a slow consumer.
+/// A burst: 1 KB updates published back to back to a room whose members keep reading:
+/// every member gets every update in order, none is taken for a slow consumer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_reaches_every_reading_member_in_order() {
     const MEMBERS: usize = 20;

@@ -24,7 +24,7 @@ const CHROMIUM_FLAGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
   '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync',
 ];
-/** The issue's bound for a `wsgate publish` to show up on the page. */
+/** How soon a `wsgate publish` must show up on the page. */
 const PUBLISH_SHOWN_WITHIN_MS = 2000;
 const UI_TIMEOUT_MS = 8000;
 

@@ -1,4 +1,4 @@
-// Mixed fleet on Redis Cluster (DESIGN.md §2, sharded pub/sub): a Node socket.io server
+// Mixed fleet on Redis Cluster (docs/backplane.md, sharded pub/sub): a Node socket.io server
 // with `createShardedAdapter` (node-redis v4 cluster clients) beside 2 wsgate replicas in
 // `--redis-mode cluster`. A room broadcast from either side reaches the other side's
 // clients, and `wsgate publish --redis-mode cluster` reaches both.

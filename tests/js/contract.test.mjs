@@ -1,4 +1,4 @@
-// Client contract (DESIGN.md §1) checked with the official socket.io-client,
+// Client contract (docs/client-contract.md) checked with the official socket.io-client,
 // on every transport mode: polling upgraded to websocket, websocket only, polling only.
 
 import { describe, test, before, after } from 'node:test';

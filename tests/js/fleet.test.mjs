@@ -1,4 +1,4 @@
-// Backplane contract (DESIGN.md §2) with the official Node packages:
+// Backplane contract (docs/backplane.md) with the official Node packages:
 // - a fleet of 3 wsgate replicas on one Redis, driven by @socket.io/redis-emitter
 //   and by `wsgate publish`;
 // - a mixed fleet: a Node socket.io server with @socket.io/redis-adapter beside

@@ -1,4 +1,4 @@
-// Operating wsgate (issue 5) with real processes and the official client:
+// Operating wsgate with real processes and the official client:
 // - /metrics under load, checked by `promtool check metrics`; JSON logs carry no token;
 // - limits: --max-connections and the per-socket event rate, each refusal answered;
 // - graceful drain: SIGTERM one of 3 replicas holding 2,000 clients; every client

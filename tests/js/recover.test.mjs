@@ -1,4 +1,4 @@
-// Zero-loss delivery (issue 9) with real processes: Redis, wsgate replicas, haproxy and
+// Zero-loss delivery (docs/history.md) with real processes: Redis, wsgate replicas, haproxy and
 // the official client wrapped by clients/recover.mjs (the documented opt-in helper).
 // (a) a rolling restart of 3 replicas behind haproxy while 500 clients receive 200
 //     updates/s over 5 rooms: every client gets every update once, in order;
