@@ -380,7 +380,7 @@ pub struct TokenConfig {
     pub audience: Option<String>,
 }
 
-/// What happens to a socket that cannot keep up (DESIGN.md §5).
+/// What happens to a socket that cannot keep up (docs/client-contract.md, "Slow clients").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SlowConsumer {
     /// Tell it and disconnect it; it reconnects and refetches (or recovers) its state.
@@ -543,9 +543,18 @@ fn parse_fail_task(s: &str) -> Result<(String, Duration), String> {
     let (name, delay) = s
         .split_once(':')
         .ok_or("expected NAME:DELAY, e.g. delivery:2s")?;
-    const TASKS: [&str; 5] = ["delivery", "eviction", "backplane", "readiness", "demo_push"];
+    const TASKS: [&str; 5] = [
+        "delivery",
+        "eviction",
+        "backplane",
+        "readiness",
+        "demo_push",
+    ];
     if !TASKS.contains(&name) {
-        return Err(format!("unknown task {name:?}; one of {}", TASKS.join(", ")));
+        return Err(format!(
+            "unknown task {name:?}; one of {}",
+            TASKS.join(", ")
+        ));
     }
     let delay = humantime::parse_duration(delay).map_err(|e| e.to_string())?;
     Ok((name.to_owned(), delay))

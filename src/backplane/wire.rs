@@ -316,8 +316,8 @@ pub fn from_json(v: &serde_json::Value) -> Value {
 mod tests {
     use super::*;
 
-    /// `emitter.to("project_one").emit("update", {x: 1})`, from DESIGN.md §2.
-    const DESIGN_HEX: &str = "93a7656d697474657283a47479706502a46461746192a675706461746581a17801a36e7370a12f83a5726f6f6d7391ab70726f6a6563745f6f6e65a5666c61677380a665786365707490";
+    /// `emitter.to("project_one").emit("update", {x: 1})`, the example of docs/backplane.md.
+    const EXAMPLE_HEX: &str = "93a7656d697474657283a47479706502a46461746192a675706461746581a17801a36e7370a12f83a5726f6f6d7391ab70726f6a6563745f6f6e65a5666c61677380a665786365707490";
 
     fn unhex(s: &str) -> Vec<u8> {
         (0..s.len())
@@ -339,13 +339,13 @@ mod tests {
     }
 
     #[test]
-    fn encode_matches_the_design_example_byte_for_byte() {
-        assert_eq!(encode("emitter", &update_x1()), unhex(DESIGN_HEX));
+    fn encode_matches_the_documented_example_byte_for_byte() {
+        assert_eq!(encode("emitter", &update_x1()), unhex(EXAMPLE_HEX));
     }
 
     #[test]
-    fn decode_reads_the_design_example() {
-        let e = decode(&unhex(DESIGN_HEX)).unwrap();
+    fn decode_reads_the_documented_example() {
+        let e = decode(&unhex(EXAMPLE_HEX)).unwrap();
         assert_eq!(e.uid, "emitter");
         assert_eq!(e.nsp, "/");
         assert_eq!(e.broadcast, update_x1());

@@ -1,4 +1,4 @@
-//! `wsgate bench`: a load generator for a Socket.IO fleet with the DESIGN.md contract.
+//! `wsgate bench`: a load generator for a Socket.IO fleet with wsgate's client contract (docs/client-contract.md).
 //!
 //! Clients are raw WebSocket Engine.IO clients (see `client`); the publisher writes the
 //! emitter wire format to Redis at a paced rate, stamping each update with a per-room

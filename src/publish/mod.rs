@@ -120,7 +120,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn library_bytes_equal_the_design_example() {
+    fn library_bytes_equal_the_documented_example() {
         let b = Broadcast {
             event: "update".into(),
             args: Args(vec![wire::from_json(&serde_json::json!({"x": 1}))]),
