@@ -716,8 +716,20 @@ impl<A: Adapter> Socket<A> {
 
     /// # Close the engine.io connection if it is not already closed.
     ///
-    /// Return a future that resolves when the underlying transport is closed.
-    pub(crate) async fn close_underlying_transport(&self) {
+    /// Unlike [`Socket::disconnect`], no socket.io `DISCONNECT` packet is sent: the connection
+    /// itself is closed, as [`SocketIo::close`] does for every socket. A websocket client gets an
+    /// engine.io close packet and a websocket close frame; a long-polling client gets the close
+    /// packet as the answer to its pending poll (or, if none is pending, an unknown session error
+    /// on its next request). The JavaScript client reports a `transport close` (`transport error`
+    /// in the latter case) and reconnects, whereas after [`Socket::disconnect`] it stays
+    /// disconnected.
+    ///
+    /// Every socket of this connection, in any namespace, is disconnected and its disconnect
+    /// handler is called with [`DisconnectReason::ClosingServer`].
+    ///
+    /// The connection starts closing when the returned future is first polled; it resolves when
+    /// the underlying transport is closed.
+    pub async fn close_underlying_transport(&self) {
         if !self.esocket.is_closed() {
             #[cfg(feature = "tracing")]
             tracing::debug!("closing underlying transport for socket: {}", self.id);

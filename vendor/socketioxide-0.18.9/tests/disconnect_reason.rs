@@ -367,3 +367,112 @@ pub async fn server_http_closing() {
         );
     }
 }
+
+/// A server that sends no ping after the first one while a test runs.
+fn create_quiet_server() -> (
+    socketioxide::service::SocketIoService<engineioxide::service::NotFoundService>,
+    SocketIo,
+) {
+    SocketIo::builder()
+        .ping_interval(Duration::from_secs(10))
+        .ping_timeout(Duration::from_secs(10))
+        .build_svc()
+}
+
+#[tokio::test]
+pub async fn server_ws_close_underlying_transport() {
+    let (svc, io) = create_quiet_server();
+    let mut rx = attach_handler(&io, 2);
+    let mut stream = create_ws_connection(&svc).await;
+    let _other = create_ws_connection(&svc).await;
+
+    stream.next().await; // engine.io open packet
+    let connect = stream.next().await.unwrap().unwrap(); // socket.io connect packet
+    let connect = connect.to_text().unwrap();
+    assert!(connect.starts_with("40"), "{connect}");
+    let sid = serde_json::from_str::<serde_json::Value>(&connect[2..]).unwrap()["sid"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let socket = io.get_socket(sid).unwrap();
+
+    tokio::time::timeout(
+        Duration::from_millis(100),
+        socket.close_underlying_transport(),
+    )
+    .await
+    .expect("timeout waiting for the transport to close");
+
+    // An engine.io close packet and a websocket close frame, no socket.io disconnect packet.
+    let mut rest = Vec::new();
+    while let Some(msg) = stream.next().await {
+        let msg = msg.unwrap();
+        if msg != Message::text("2") {
+            rest.push(msg); // not the first ping
+        }
+    }
+    assert_eq!(rest.len(), 2, "{rest:?}");
+    assert_eq!(rest[0], Message::text("1"));
+    assert!(matches!(rest[1], Message::Close(_)));
+
+    let reason = tokio::time::timeout(Duration::from_millis(100), rx.recv())
+        .await
+        .expect("timeout waiting for DisconnectReason::ClosingServer")
+        .unwrap();
+    assert_eq!(reason, DisconnectReason::ClosingServer);
+
+    // The other connection is still there.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let sockets = io.sockets();
+    assert_eq!(sockets.len(), 1);
+    assert_ne!(sockets[0].id, sid);
+}
+
+#[tokio::test]
+pub async fn server_http_close_underlying_transport_pending_poll() {
+    use http_body_util::BodyExt;
+    use tower_service::Service;
+
+    let (svc, io) = create_quiet_server();
+    let mut rx = attach_handler(&io, 1);
+    let sid = create_polling_connection(&svc).await;
+    let uri = format!("http://127.0.0.1/socket.io/?EIO=4&transport=polling&sid={sid}");
+
+    // Flush the buffered socket.io connect packet so that the next poll waits.
+    send_req(
+        &svc,
+        format!("transport=polling&sid={sid}"),
+        http::Method::GET,
+        None,
+    )
+    .await;
+    let poll = tokio::spawn({
+        let mut svc = svc.clone();
+        async move {
+            let req = http::Request::get(uri)
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let res = svc.call(req).await.unwrap();
+            res.into_body().collect().await.unwrap().to_bytes()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+
+    let socket = io.sockets().into_iter().next().unwrap();
+    tokio::time::timeout(
+        Duration::from_millis(100),
+        socket.close_underlying_transport(),
+    )
+    .await
+    .expect("timeout waiting for the transport to close");
+
+    // The pending poll is answered with the engine.io close packet.
+    assert_eq!(poll.await.unwrap(), "1");
+
+    let reason = tokio::time::timeout(Duration::from_millis(100), rx.recv())
+        .await
+        .expect("timeout waiting for DisconnectReason::ClosingServer")
+        .unwrap();
+    assert_eq!(reason, DisconnectReason::ClosingServer);
+}
