@@ -10,7 +10,8 @@ use crate::auth::{AuthError, Credentials};
 
 /// The only message a refused client sees, whatever the reason.
 pub const UNAUTHORIZED: &str = "Unauthorized";
-/// What a client over the per-user connection limit sees.
+/// What a client sees when the replica is full (`--max-connections`) or its user has the
+/// most connections allowed.
 pub const TOO_MANY_CONNECTIONS: &str = "Too many connections";
 
 /// Count a refused credential under its reason (`stage`: `handshake` or `refresh`).
@@ -37,7 +38,7 @@ pub fn authenticate(
     if !gw.limits.has_room() {
         metrics::counter!("wsgate_connects_total", "result" => "limited").increment(1);
         tracing::debug!(sid = %socket.id, "refused handshake: too many connections");
-        return Err(super::limits::TOO_MANY_CONNECTIONS);
+        return Err(TOO_MANY_CONNECTIONS);
     }
     let header = socket
         .req_parts()

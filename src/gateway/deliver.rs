@@ -195,12 +195,7 @@ fn details(s: &Socket) -> request::SocketDetails {
             "xdomain": false,
             "secure": false,
         }),
-        rooms: s
-            .rooms()
-            .into_iter()
-            .filter(|r| !recover::is_internal(r))
-            .map(|r| r.to_string())
-            .collect(),
+        rooms: super::membership::project_rooms(s),
         data: json!({ "userId": user }),
     }
 }

@@ -27,11 +27,7 @@ pub async fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: 
         }
     };
     if let Some(max) = gw.sessions.limits().rooms_per_socket {
-        let rooms: Vec<_> = socket
-            .rooms()
-            .into_iter()
-            .filter(|r| !recover::is_internal(r))
-            .collect();
+        let rooms = super::membership::project_rooms(socket);
         if rooms.len() >= max.get() && !rooms.iter().any(|r| r == project) {
             metrics::counter!("wsgate_joins_total", "result" => "limited").increment(1);
             metrics::counter!("wsgate_limit_refusals_total", "limit" => "rooms_per_socket")

@@ -16,9 +16,6 @@ use std::{
 use super::Socket;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-/// The `connect_error` message of a client refused because the replica is full.
-pub const TOO_MANY_CONNECTIONS: &str = "Too many connections";
-
 /// One socket's token bucket, kept in the socket's extensions.
 #[derive(Clone)]
 struct Bucket(Arc<DefaultDirectRateLimiter>);

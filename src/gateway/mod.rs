@@ -63,15 +63,6 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway over these identity, permission and backplane sources.
-    pub fn new(
-        auth: Arc<dyn Authenticator>,
-        authz: Arc<dyn Authorizer>,
-        backplane: Arc<dyn Backplane>,
-    ) -> Arc<Self> {
-        Self::with_limits(auth, authz, backplane, IdentityLimits::default())
-    }
-
     /// A gateway that also enforces per-identity `limits` (no replica limits, no drain).
     pub fn with_limits(
         auth: Arc<dyn Authenticator>,

@@ -48,12 +48,7 @@ pub async fn apply(io: &Io, gw: &Gateway, control: Control) {
         let Some(socket) = io.get_socket(sid) else {
             continue;
         };
-        let rooms: Vec<String> = socket
-            .rooms()
-            .into_iter()
-            .filter(|r| !super::recover::is_internal(r))
-            .map(|r| r.to_string())
-            .collect();
+        let rooms = super::membership::project_rooms(&socket);
         let lost: Vec<String> = match &project {
             Some(p) => rooms.into_iter().filter(|r| r == p).collect(),
             None => {
