@@ -6,7 +6,10 @@ use super::{Ack, Socket};
 use serde_json::Value;
 
 use super::{Gateway, error::ClientError, expiry};
-use crate::auth::{AuthError, Credentials, Identity};
+use crate::{
+    auth::{AuthError, Credentials, Identity},
+    telemetry::{self, AuthRefreshResult, AuthStage},
+};
 
 /// Handle an `auth_refresh` event.
 pub fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: Ack) {
@@ -23,15 +26,15 @@ pub fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: Ack) {
             });
     match result {
         Ok(identity) => {
-            metrics::counter!("wsgate_auth_refresh_total", "result" => "ok").increment(1);
+            AuthRefreshResult::Ok.count();
             expiry::set(socket, identity.expires_at);
             socket.extensions.insert(identity);
             super::error::reply_ok(socket, ack, "auth_refresh", "Token refreshed");
         }
         Err(e) => {
-            metrics::counter!("wsgate_auth_refresh_total", "result" => "refused").increment(1);
-            super::connect::count_refusal(&e, "refresh");
-            tracing::info!(sid = %socket.id, reason = e.label(), "refused auth_refresh");
+            AuthRefreshResult::Refused.count();
+            telemetry::auth_refusal(e.label(), AuthStage::Refresh);
+            tracing::info!(sid = %socket.id, reason = e.label().as_str(), "refused auth_refresh");
             ClientError::Unauthorized {
                 pattern: "auth_refresh",
             }

@@ -15,6 +15,7 @@ use super::{
 use crate::{
     auth::Identity,
     backplane::{Args, Broadcast, Inbound, InboundRx, Request, RequestKind, request},
+    telemetry::DeliveryOutcome,
 };
 
 /// Consume the backplane's inbound channel until it closes. Recovery steps (see
@@ -149,17 +150,17 @@ async fn deliver(
         _ => emit(io.to(b.rooms).except(b.except), volatile, &b.event, &b.args).await,
     };
     let matched = matched as u64;
-    let deliveries = |outcome: &'static str, n: u64| {
+    let deliveries = |outcome: DeliveryOutcome, n: u64| {
         if n > 0 {
-            metrics::counter!("wsgate_deliveries_total", "outcome" => outcome).increment(n);
+            outcome.increment(n);
         }
     };
     if volatile {
-        deliveries("volatile", matched);
+        deliveries(DeliveryOutcome::Volatile, matched);
     } else {
-        deliveries("sent", matched.saturating_sub(full + closed));
-        deliveries("dropped_buffer_full", full);
-        deliveries("dropped_closed", closed);
+        deliveries(DeliveryOutcome::Sent, matched.saturating_sub(full + closed));
+        deliveries(DeliveryOutcome::DroppedBufferFull, full);
+        deliveries(DeliveryOutcome::DroppedClosed, closed);
     }
     metrics::histogram!("wsgate_fanout_seconds").record(started.elapsed().as_secs_f64());
     if let Some(sent_at) = sent_at

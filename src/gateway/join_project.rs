@@ -12,7 +12,10 @@ use super::{
     recover::{self, Recover},
     validate,
 };
-use crate::auth::Identity;
+use crate::{
+    auth::Identity,
+    telemetry::{JoinResult, LimitKind},
+};
 
 /// Permission checks one join makes at most while revocations keep racing it.
 const MAX_ATTEMPTS: usize = 5;
@@ -22,16 +25,15 @@ pub async fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: 
     let (project, ask) = match validate::join(payload.as_ref()) {
         Ok(p) => p,
         Err(issues) => {
-            metrics::counter!("wsgate_joins_total", "result" => "invalid").increment(1);
+            JoinResult::Invalid.count();
             return ClientError::Validation(issues).reply(socket, ack);
         }
     };
     if let Some(max) = gw.sessions.limits().rooms_per_socket {
         let rooms = super::membership::project_rooms(socket);
         if rooms.len() >= max.get() && !rooms.iter().any(|r| r == project) {
-            metrics::counter!("wsgate_joins_total", "result" => "limited").increment(1);
-            metrics::counter!("wsgate_limit_refusals_total", "limit" => "rooms_per_socket")
-                .increment(1);
+            JoinResult::Limited.count();
+            LimitKind::RoomsPerSocket.count();
             return ClientError::Limited {
                 message: "Too many rooms",
                 pattern: "join_project",
@@ -70,7 +72,7 @@ pub async fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: 
         if opted {
             recover::cancel(gw, socket, project);
         }
-        metrics::counter!("wsgate_joins_total", "result" => "denied").increment(1);
+        JoinResult::Denied.count();
         let data = payload.unwrap_or(Value::Null);
         return ClientError::NotFound {
             pattern: "join_project",
@@ -78,7 +80,7 @@ pub async fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: 
         }
         .reply(socket, ack);
     }
-    metrics::counter!("wsgate_joins_total", "result" => "ok").increment(1);
+    JoinResult::Ok.count();
     if opted {
         return recover::finish(gw, socket, project, ask, ack).await;
     }

@@ -29,7 +29,10 @@ use std::sync::Arc;
 use serde_json::Value;
 use socketioxide::{extract::TryData, handler::ConnectHandler};
 
-use crate::{auth::Authenticator, authz::Authorizer, backplane::Backplane, shutdown::Shutdown};
+use crate::{
+    auth::Authenticator, authz::Authorizer, backplane::Backplane, shutdown::Shutdown,
+    telemetry::EventName,
+};
 pub use adapter::{Adapter, Overflow, OverflowRx};
 pub use deliver::{
     broadcast as deliver_broadcast, broadcast_counted as deliver_broadcast_counted, run as deliver,
@@ -108,12 +111,15 @@ impl Gateway {
 
     /// Count an inbound event under a bounded label and take a token from the socket's
     /// bucket. A refused event is answered (`exception` and ack) here and `None` returned.
-    fn admit(&self, socket: &Socket, event: &'static str, ack: Ack) -> Option<Ack> {
-        metrics::counter!("wsgate_events_received_total", "event" => event).increment(1);
+    fn admit(&self, socket: &Socket, event: EventName, ack: Ack) -> Option<Ack> {
+        event.count();
         if self.limits.admit_event(socket) {
             return Some(ack);
         }
-        ClientError::RateLimited { pattern: event }.reply(socket, ack);
+        ClientError::RateLimited {
+            pattern: event.as_str(),
+        }
+        .reply(socket, ack);
         None
     }
 
@@ -141,10 +147,10 @@ impl Gateway {
 type PayloadHandler = fn(&Gateway, &Socket, Option<Value>, Ack);
 
 /// Register `handle` for `event`, counted under the event's name and rate limited.
-fn on_payload(gw: &Arc<Gateway>, socket: &Socket, event: &'static str, handle: PayloadHandler) {
+fn on_payload(gw: &Arc<Gateway>, socket: &Socket, event: EventName, handle: PayloadHandler) {
     let gw = gw.clone();
     socket.on(
-        event,
+        event.as_str(),
         move |s: Socket, TryData(data): TryData<Value>, ack: Ack| {
             if let Some(ack) = gw.admit(&s, event, ack) {
                 handle(&gw, &s, data.ok(), ack);
@@ -160,7 +166,7 @@ fn on_connect(gw: Arc<Gateway>, socket: Socket) {
     {
         let gw = gw.clone();
         socket.on("message", move |s: Socket, ack: Ack| {
-            if let Some(ack) = gw.admit(&s, "message", ack) {
+            if let Some(ack) = gw.admit(&s, EventName::Message, ack) {
                 message::handle(&s, ack);
             }
             async {}
@@ -173,15 +179,15 @@ fn on_connect(gw: Arc<Gateway>, socket: Socket) {
             move |s: Socket, TryData(data): TryData<Value>, ack: Ack| {
                 let gw = gw.clone();
                 async move {
-                    if let Some(ack) = gw.admit(&s, "join_project", ack) {
+                    if let Some(ack) = gw.admit(&s, EventName::JoinProject, ack) {
                         join_project::handle(&gw, &s, data.ok(), ack).await;
                     }
                 }
             },
         );
     }
-    on_payload(&gw, &socket, "leave_project", leave_project::handle);
-    on_payload(&gw, &socket, "auth_refresh", auth_refresh::handle);
+    on_payload(&gw, &socket, EventName::LeaveProject, leave_project::handle);
+    on_payload(&gw, &socket, EventName::AuthRefresh, auth_refresh::handle);
     if let Some(identity) = socket.extensions.get::<crate::auth::Identity>() {
         expiry::set(&socket, identity.expires_at);
     }
@@ -189,7 +195,7 @@ fn on_connect(gw: Arc<Gateway>, socket: Socket) {
         let gw = gw.clone();
         socket.on_fallback(move |s: Socket, ack: Ack| {
             // Unknown events are only counted (and limited); they have no handler.
-            let _ = gw.admit(&s, "other", ack);
+            let _ = gw.admit(&s, EventName::Other, ack);
             async {}
         });
     }

@@ -25,6 +25,7 @@ use super::{Ack, Gateway, Io, Socket};
 use crate::{
     backplane::{Args, Broadcast},
     history::{HistoryError, Outcome, Position, Reason, Recovery},
+    telemetry::RecoveryResult,
 };
 
 /// Companion rooms start with a control character, which project ids cannot contain.
@@ -245,7 +246,7 @@ impl Recovering {
         } = f;
         let buffered = self.take(&room, socket.id);
         let (answer, replay, head) = answer(&room, since.as_ref(), read);
-        metrics::counter!("wsgate_recoveries_total", "result" => answer.1).increment(1);
+        answer.1.count();
         let answer = answer.0;
         if let Err(e) = socket.emit("join_project", &answer) {
             tracing::debug!(sid = %socket.id, error = %e, "could not send join answer");
@@ -289,7 +290,7 @@ fn after(b: &Broadcast, head: Option<&Position>) -> bool {
     }
 }
 
-type Answer = ((Value, &'static str), Vec<Broadcast>, Option<Position>);
+type Answer = ((Value, RecoveryResult), Vec<Broadcast>, Option<Position>);
 
 /// The join answer of an opted-in client, the label of the outcome, what to replay and the
 /// head after which buffered updates are released.
@@ -302,7 +303,7 @@ fn answer(room: &str, since: Option<&Position>, read: Result<Recovery, HistoryEr
             v["recovered"] = false.into();
         }
         v["reason"] = reason.as_str().into();
-        (v, reason.as_str())
+        (v, result_of(reason))
     };
     match read {
         Err(_) => (lost(Reason::Unavailable, None), Vec::new(), None),
@@ -310,7 +311,7 @@ fn answer(room: &str, since: Option<&Position>, read: Result<Recovery, HistoryEr
             Outcome::Fresh => (
                 (
                     json!({"status": "ok", "message": message, "position": head.to_json()}),
-                    "fresh",
+                    RecoveryResult::Fresh,
                 ),
                 Vec::new(),
                 Some(head),
@@ -320,7 +321,7 @@ fn answer(room: &str, since: Option<&Position>, read: Result<Recovery, HistoryEr
                 (
                     (
                         json!({"status": "ok", "message": message, "position": at, "recovered": true}),
-                        "recovered",
+                        RecoveryResult::Recovered,
                     ),
                     replay,
                     Some(head),
@@ -328,5 +329,14 @@ fn answer(room: &str, since: Option<&Position>, read: Result<Recovery, HistoryEr
             }
             Outcome::Lost(reason) => (lost(reason, Some(&head)), Vec::new(), Some(head)),
         },
+    }
+}
+
+/// The `wsgate_recoveries_total` label of a recovery that could not replay everything.
+fn result_of(reason: Reason) -> RecoveryResult {
+    match reason {
+        Reason::Trimmed => RecoveryResult::Trimmed,
+        Reason::EpochChanged => RecoveryResult::EpochChanged,
+        Reason::Unavailable => RecoveryResult::Unavailable,
     }
 }
