@@ -1,28 +1,22 @@
 //! The Socket.IO side: the only module that knows event names.
 //!
-//! One file per client event (`message`, `join_project`, `leave_project`), the connect
-//! middleware in `connect`, payload validation in `validate`, the mapping of every error
-//! to the client contract in `error`, room reference counts in `membership`, and the
-//! delivery of what the backplane brings in `deliver`, through socketioxide with the
-//! per-socket overflow reports of `adapter`, and the disconnect of slow consumers in `evict`.
+//! - `events/`: what a client sends (one file per event), validation, and the one mapping
+//!   of every error to the client contract;
+//! - `connection/`: a connection's life, from the authenticated handshake through limits,
+//!   token expiry and revocation to the drain;
+//! - `delivery/`: what reaches the sockets: room membership (and the backplane
+//!   subscriptions it drives), the delivery task, the adapter, slow-consumer eviction and
+//!   recovery.
+//!
+//! This file holds what they share: [`Gateway`] and the handler registration.
 
-pub mod adapter;
-mod auth_refresh;
-mod connect;
-mod deliver;
-mod drain;
-mod error;
-mod evict;
-pub mod expiry;
-mod join_project;
-mod leave_project;
-mod limits;
-mod membership;
-mod message;
-pub mod recover;
-pub mod revoke;
-pub mod sessions;
-pub mod validate;
+mod connection;
+mod delivery;
+mod events;
+
+pub use connection::{expiry, revoke, sessions};
+pub use delivery::{adapter, recover};
+pub use events::validate;
 
 use std::sync::Arc;
 
@@ -33,16 +27,23 @@ use crate::{
     auth::Authenticator, authz::Authorizer, backplane::Backplane, shutdown::Shutdown,
     telemetry::EventName,
 };
-pub use adapter::{Adapter, Overflow, OverflowRx};
-pub use deliver::{
-    broadcast as deliver_broadcast, broadcast_counted as deliver_broadcast_counted, run as deliver,
+use connection::connect;
+pub use connection::{
+    drain::run as drain,
+    limits::Limits,
+    sessions::{Limits as IdentityLimits, Sessions},
 };
-pub use drain::run as drain;
-pub use error::ClientError;
-pub use evict::run as evict;
-pub use limits::Limits;
-pub use membership::Membership;
-pub use sessions::{Limits as IdentityLimits, Sessions};
+pub use delivery::{
+    adapter::{Adapter, Overflow, OverflowRx},
+    deliver::{
+        broadcast as deliver_broadcast, broadcast_counted as deliver_broadcast_counted,
+        run as deliver,
+    },
+    evict::run as evict,
+    membership::Membership,
+};
+pub use events::error::ClientError;
+use events::{auth_refresh, join_project, leave_project, message};
 
 /// The Socket.IO server of a replica (socketioxide with wsgate's [`Adapter`]).
 pub type Io = socketioxide::SocketIo<Adapter>;

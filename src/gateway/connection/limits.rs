@@ -13,7 +13,7 @@ use std::{
     },
 };
 
-use super::Socket;
+use crate::gateway::Socket;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 /// One socket's token bucket, kept in the socket's extensions.

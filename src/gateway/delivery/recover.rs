@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use socketioxide::socket::Sid;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Ack, Gateway, Io, Socket};
+use crate::gateway::{Ack, Gateway, Io, Socket};
 use crate::{
     backplane::{Args, Broadcast},
     history::{HistoryError, Outcome, Position, Reason, Recovery},

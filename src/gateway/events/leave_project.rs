@@ -1,10 +1,10 @@
 //! `leave_project {projectId}`: validate, leave the project's room (leaving a room the
 //! socket is not in is not an error, as in the seed gateway).
 
-use super::{Ack, Socket};
+use crate::gateway::{Ack, Gateway, Socket};
 use serde_json::Value;
 
-use super::{Gateway, error::ClientError, validate};
+use super::{error::ClientError, validate};
 
 /// Handle a `leave_project` event.
 pub fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: Ack) {

@@ -9,12 +9,13 @@ use serde_json::json;
 use socketioxide::{BroadcastError, SocketError};
 
 use super::{
-    Gateway, Io, Membership, Socket,
+    membership::{self, Membership},
     recover::{self, Recovering, with_position},
 };
 use crate::{
     auth::Identity,
     backplane::{Args, Broadcast, Inbound, InboundRx, Request, RequestKind, request},
+    gateway::{Adapter, Gateway, Io, Socket, connection::revoke},
     telemetry::DeliveryOutcome,
 };
 
@@ -55,7 +56,7 @@ async fn handle(io: &Io, gw: &Gateway, recovering: &mut Recovering, msg: Inbound
     match msg {
         Inbound::Broadcast(b) => deliver(io, b, Some(&gw.membership), Some(recovering)).await,
         Inbound::Request(r) => on_request(io, gw, r).await,
-        Inbound::Control(c) => super::revoke::apply(io, gw, c).await,
+        Inbound::Control(c) => revoke::apply(io, gw, c).await,
     }
 }
 
@@ -75,7 +76,7 @@ pub async fn broadcast_counted(io: &Io, b: Broadcast, membership: &Membership) {
 
 /// Emit through `ops`; returns how many sockets were full and closed.
 async fn emit(
-    ops: socketioxide::operators::BroadcastOperators<super::Adapter>,
+    ops: socketioxide::operators::BroadcastOperators<Adapter>,
     volatile: bool,
     event: &str,
     args: &Args,
@@ -196,7 +197,7 @@ fn details(s: &Socket) -> request::SocketDetails {
             "xdomain": false,
             "secure": false,
         }),
-        rooms: super::membership::project_rooms(s),
+        rooms: membership::project_rooms(s),
         data: json!({ "userId": user }),
     }
 }

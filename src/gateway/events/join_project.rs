@@ -3,14 +3,16 @@
 //! applied meanwhile, its answer may be stale, so the join checks again (see
 //! `gateway::revoke` for the order that makes this enough).
 
-use super::{Ack, Socket};
+use crate::gateway::{Ack, Socket};
 use serde_json::Value;
 
-use super::{
+use super::{error::ClientError, validate};
+use crate::gateway::{
     Gateway,
-    error::ClientError,
-    recover::{self, Recover},
-    validate,
+    delivery::{
+        membership,
+        recover::{self, Recover},
+    },
 };
 use crate::{
     auth::Identity,
@@ -30,7 +32,7 @@ pub async fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: 
         }
     };
     if let Some(max) = gw.sessions.limits().rooms_per_socket {
-        let rooms = super::membership::project_rooms(socket);
+        let rooms = membership::project_rooms(socket);
         if rooms.len() >= max.get() && !rooms.iter().any(|r| r == project) {
             JoinResult::Limited.count();
             LimitKind::RoomsPerSocket.count();

@@ -1,6 +1,6 @@
 //! `message`: any payload, answered with `Hello world!` (the seed gateway's echo check).
 
-use super::{Ack, Socket};
+use crate::gateway::{Ack, Socket};
 
 /// The fixed answer.
 pub const HELLO: &str = "Hello world!";

@@ -12,7 +12,7 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use super::Socket;
+use crate::gateway::Socket;
 
 use crate::backplane::{Backplane, BackplaneError};
 

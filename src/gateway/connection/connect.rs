@@ -3,9 +3,7 @@
 use serde_json::Value;
 use socketioxide::extract::TryData;
 
-use super::Socket;
-
-use super::Gateway;
+use crate::gateway::{Gateway, Socket};
 use crate::{
     auth::Credentials,
     telemetry::{self, AuthStage, ConnectResult, LimitKind},

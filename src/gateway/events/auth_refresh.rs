@@ -2,10 +2,10 @@
 //! same user, before the old one expires. A token for another user, or one that does not
 //! verify, is refused with `Unauthorized` (the reason goes to logs and metrics only).
 
-use super::{Ack, Socket};
+use crate::gateway::{Ack, Gateway, Socket, connection::expiry};
 use serde_json::Value;
 
-use super::{Gateway, error::ClientError, expiry};
+use super::error::ClientError;
 use crate::{
     auth::{AuthError, Credentials, Identity},
     telemetry::{self, AuthRefreshResult, AuthStage},

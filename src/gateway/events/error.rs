@@ -1,7 +1,7 @@
 //! Every error a client can see, and the one place that turns it into the client contract
 //! (an `exception` event, and the ack when the client asked for one).
 
-use super::{Ack, Socket};
+use crate::gateway::{Ack, Socket};
 use serde_json::{Value, json};
 
 use super::validate::Issue;
