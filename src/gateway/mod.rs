@@ -14,9 +14,9 @@ mod connection;
 mod delivery;
 mod events;
 
-pub use connection::{expiry, revoke, sessions};
-pub use delivery::{adapter, recover};
-pub use events::validate;
+// The two modules tests and benches reach into (revocation in process, companion rooms).
+pub use connection::revoke;
+pub use delivery::recover;
 
 use std::sync::Arc;
 
@@ -27,12 +27,9 @@ use crate::{
     auth::Authenticator, authz::Authorizer, backplane::Backplane, shutdown::Shutdown,
     telemetry::EventName,
 };
-use connection::connect;
-pub use connection::{
-    drain::run as drain,
-    limits::Limits,
-    sessions::{Limits as IdentityLimits, Sessions},
-};
+use connection::sessions::Sessions;
+use connection::{connect, expiry};
+pub use connection::{drain::run as drain, limits::Limits, sessions::Limits as IdentityLimits};
 pub use delivery::{
     adapter::{Adapter, Overflow, OverflowRx},
     deliver::{
@@ -42,7 +39,7 @@ pub use delivery::{
     evict::run as evict,
     membership::Membership,
 };
-pub use events::error::ClientError;
+use events::error::ClientError;
 use events::{auth_refresh, join_project, leave_project, message};
 
 /// The Socket.IO server of a replica (socketioxide with wsgate's [`Adapter`]).

@@ -3,9 +3,9 @@
 //! sockets and per-identity limits (`sessions`), token expiry on live sockets (`expiry`),
 //! fleet-wide revocation (`revoke`) and the batched disconnects after SIGTERM (`drain`).
 
-pub mod connect;
-pub mod drain;
-pub mod expiry;
-pub mod limits;
+pub(crate) mod connect;
+pub(crate) mod drain;
+pub(crate) mod expiry;
+pub(crate) mod limits;
 pub mod revoke;
-pub mod sessions;
+pub(crate) mod sessions;

@@ -3,8 +3,8 @@
 //! (`deliver`), socketioxide's adapter with per-socket overflow reports (`adapter`), the
 //! disconnect of slow consumers (`evict`) and the recovery of missed updates (`recover`).
 
-pub mod adapter;
-pub mod deliver;
-pub mod evict;
-pub mod membership;
+pub(crate) mod adapter;
+pub(crate) mod deliver;
+pub(crate) mod evict;
+pub(crate) mod membership;
 pub mod recover;

@@ -3,9 +3,9 @@
 //! (`validate`), and every error a client can see with the one mapping to the client
 //! contract (`error`).
 
-pub mod auth_refresh;
-pub mod error;
-pub mod join_project;
-pub mod leave_project;
-pub mod message;
-pub mod validate;
+pub(crate) mod auth_refresh;
+pub(crate) mod error;
+pub(crate) mod join_project;
+pub(crate) mod leave_project;
+pub(crate) mod message;
+pub(crate) mod validate;
