@@ -8,7 +8,8 @@
 //!   subscriptions it drives), the delivery task, the adapter, slow-consumer eviction and
 //!   recovery.
 //!
-//! This file holds what they share: [`Gateway`] and the handler registration.
+//! This file holds what they share: [`Gateway`], and what a new socket gets (its
+//! handlers, its expiry timer, its disconnect handler).
 
 mod connection;
 mod delivery;
@@ -24,11 +25,12 @@ use serde_json::Value;
 use socketioxide::{extract::TryData, handler::ConnectHandler};
 
 use crate::{
-    auth::Authenticator, authz::Authorizer, backplane::Backplane, shutdown::Shutdown,
-    telemetry::EventName,
+    auth::{Authenticator, Identity},
+    authz::Authorizer,
+    backplane::Backplane,
+    shutdown::Shutdown,
 };
-use connection::sessions::Sessions;
-use connection::{connect, expiry};
+use connection::{connect, expiry, sessions::Sessions};
 pub use connection::{drain::run as drain, limits::Limits, sessions::Limits as IdentityLimits};
 pub use delivery::{
     adapter::{Adapter, Overflow, OverflowRx},
@@ -40,7 +42,6 @@ pub use delivery::{
     membership::Membership,
 };
 use events::error::ClientError;
-use events::{auth_refresh, join_project, leave_project, message};
 
 /// The Socket.IO server of a replica (socketioxide with wsgate's [`Adapter`]).
 pub type Io = socketioxide::SocketIo<Adapter>;
@@ -107,20 +108,6 @@ impl Gateway {
         })
     }
 
-    /// Count an inbound event under a bounded label and take a token from the socket's
-    /// bucket. A refused event is answered (`exception` and ack) here and `None` returned.
-    fn admit(&self, socket: &Socket, event: EventName, ack: Ack) -> Option<Ack> {
-        event.count();
-        if self.limits.admit_event(socket) {
-            return Some(ack);
-        }
-        ClientError::RateLimited {
-            pattern: event.as_str(),
-        }
-        .reply(socket, ack);
-        None
-    }
-
     /// Register the default namespace's middleware and handlers on `io`.
     pub fn attach(self: &Arc<Self>, io: &Io) {
         let on_connect = {
@@ -141,68 +128,19 @@ impl Gateway {
     }
 }
 
-/// A handler that answers at once: `(gateway, socket, payload, ack)`.
-type PayloadHandler = fn(&Gateway, &Socket, Option<Value>, Ack);
-
-/// Register `handle` for `event`, counted under the event's name and rate limited.
-fn on_payload(gw: &Arc<Gateway>, socket: &Socket, event: EventName, handle: PayloadHandler) {
-    let gw = gw.clone();
-    socket.on(
-        event.as_str(),
-        move |s: Socket, TryData(data): TryData<Value>, ack: Ack| {
-            if let Some(ack) = gw.admit(&s, event, ack) {
-                handle(&gw, &s, data.ok(), ack);
-            }
-            async {}
-        },
-    );
-}
-
 fn on_connect(gw: Arc<Gateway>, socket: Socket) {
     metrics::gauge!("wsgate_connections").increment(1.0);
     gw.limits.on_connect(&socket);
-    {
-        let gw = gw.clone();
-        socket.on("message", move |s: Socket, ack: Ack| {
-            if let Some(ack) = gw.admit(&s, EventName::Message, ack) {
-                message::handle(&s, ack);
-            }
-            async {}
-        });
-    }
-    {
-        let gw = gw.clone();
-        socket.on(
-            "join_project",
-            move |s: Socket, TryData(data): TryData<Value>, ack: Ack| {
-                let gw = gw.clone();
-                async move {
-                    if let Some(ack) = gw.admit(&s, EventName::JoinProject, ack) {
-                        join_project::handle(&gw, &s, data.ok(), ack).await;
-                    }
-                }
-            },
-        );
-    }
-    on_payload(&gw, &socket, EventName::LeaveProject, leave_project::handle);
-    on_payload(&gw, &socket, EventName::AuthRefresh, auth_refresh::handle);
-    if let Some(identity) = socket.extensions.get::<crate::auth::Identity>() {
+    events::register(&gw, &socket);
+    if let Some(identity) = socket.extensions.get::<Identity>() {
         expiry::set(&socket, identity.expires_at);
-    }
-    {
-        let gw = gw.clone();
-        socket.on_fallback(move |s: Socket, ack: Ack| {
-            // Unknown events are only counted (and limited); they have no handler.
-            let _ = gw.admit(&s, EventName::Other, ack);
-            async {}
-        });
     }
     socket.on_disconnect(move |s: Socket| {
         metrics::gauge!("wsgate_connections").decrement(1.0);
         gw.limits.on_disconnect();
         gw.membership.leave_all(&s);
         expiry::stop(&s);
-        if let Some(identity) = s.extensions.get::<crate::auth::Identity>() {
+        if let Some(identity) = s.extensions.get::<Identity>() {
             gw.sessions.remove(&identity.user_id, s.id);
         }
         tracing::debug!(sid = %s.id, "disconnected");

@@ -2,17 +2,17 @@
 //! same user, before the old one expires. A token for another user, or one that does not
 //! verify, is refused with `Unauthorized` (the reason goes to logs and metrics only).
 
-use crate::gateway::{Ack, Gateway, Socket, connection::expiry};
 use serde_json::Value;
 
-use super::error::ClientError;
+use super::{Outcome, Reply, error::ClientError};
 use crate::{
     auth::{AuthError, Credentials, Identity},
-    telemetry::{self, AuthRefreshResult, AuthStage},
+    gateway::{Gateway, Socket, connection::expiry},
+    telemetry::{self, AuthRefreshResult, AuthStage, EventName},
 };
 
 /// Handle an `auth_refresh` event.
-pub fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: Ack) {
+pub(crate) fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>) -> Outcome {
     let creds = Credentials {
         header: None,
         auth: payload.as_ref(),
@@ -26,19 +26,24 @@ pub fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: Ack) {
             });
     match result {
         Ok(identity) => {
-            AuthRefreshResult::Ok.count();
             expiry::set(socket, identity.expires_at);
             socket.extensions.insert(identity);
-            super::error::reply_ok(socket, ack, "auth_refresh", "Token refreshed");
+            Ok(Reply::Text("Token refreshed".into()))
         }
         Err(e) => {
-            AuthRefreshResult::Refused.count();
             telemetry::auth_refusal(e.label(), AuthStage::Refresh);
             tracing::info!(sid = %socket.id, reason = e.label().as_str(), "refused auth_refresh");
-            ClientError::Unauthorized {
-                pattern: "auth_refresh",
-            }
-            .reply(socket, ack);
+            Err(ClientError::Unauthorized {
+                pattern: EventName::AuthRefresh.as_str(),
+            })
         }
+    }
+}
+
+/// The `wsgate_auth_refresh_total` label of an outcome.
+pub(crate) fn result(outcome: &Outcome) -> AuthRefreshResult {
+    match outcome {
+        Ok(_) => AuthRefreshResult::Ok,
+        Err(_) => AuthRefreshResult::Refused,
     }
 }

@@ -127,16 +127,6 @@ impl ClientError {
     }
 }
 
-/// Send a success answer: the event of the same name, and the ack if asked for.
-pub fn reply_ok(socket: &Socket, ack: Ack, event: &'static str, text: &str) {
-    if let Err(e) = socket.emit(event, text) {
-        tracing::debug!(sid = %socket.id, error = %e, "could not send reply");
-    }
-    if let Err(e) = ack.send(text) {
-        tracing::debug!(sid = %socket.id, error = %e, "could not send ack");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

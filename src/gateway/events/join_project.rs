@@ -3,93 +3,105 @@
 //! applied meanwhile, its answer may be stale, so the join checks again (see
 //! `gateway::revoke` for the order that makes this enough).
 
-use crate::gateway::{Ack, Socket};
 use serde_json::Value;
 
-use super::{error::ClientError, validate};
-use crate::gateway::{
-    Gateway,
-    delivery::{
-        membership,
-        recover::{self, Recover},
-    },
-};
+use super::{Outcome, Reply, error::ClientError, validate};
 use crate::{
     auth::Identity,
-    telemetry::{JoinResult, LimitKind},
+    gateway::{
+        Gateway, Socket,
+        delivery::{
+            membership,
+            recover::{self, Recover},
+        },
+    },
+    telemetry::{EventName, JoinResult, LimitKind},
 };
 
 /// Permission checks one join makes at most while revocations keep racing it.
 const MAX_ATTEMPTS: usize = 5;
 
 /// Handle a `join_project` event (`payload` is `None` when the client sent none).
-pub async fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>, ack: Ack) {
-    let (project, ask) = match validate::join(payload.as_ref()) {
-        Ok(p) => p,
-        Err(issues) => {
-            JoinResult::Invalid.count();
-            return ClientError::Validation(issues).reply(socket, ack);
-        }
-    };
-    if let Some(max) = gw.sessions.limits().rooms_per_socket {
-        let rooms = membership::project_rooms(socket);
-        if rooms.len() >= max.get() && !rooms.iter().any(|r| r == project) {
-            JoinResult::Limited.count();
-            LimitKind::RoomsPerSocket.count();
-            return ClientError::Limited {
-                message: "Too many rooms",
-                pattern: "join_project",
-                data: payload.unwrap_or(Value::Null),
-            }
-            .reply(socket, ack);
-        }
-    }
+pub(crate) async fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>) -> Outcome {
+    let (project, ask) = validate::join(payload.as_ref()).map_err(ClientError::Validation)?;
+    within_room_limit(gw, socket, project, payload.as_ref())?;
     let opted = ask != Recover::No;
     if opted {
         // Before the room is joined: from here on its updates are kept for this socket.
         recover::start(gw, socket, project).await;
     }
-    let identity = socket.extensions.get::<Identity>();
-    let mut joined = false;
-    if let Some(id) = identity {
-        for _ in 0..MAX_ATTEMPTS {
-            let generation = gw.revocations.current();
-            if !gw.authz.may_join(&id, project).await {
-                break;
-            }
-            let still = || gw.revocations.current() == generation;
-            match gw.membership.join_if(socket, project, still).await {
-                Ok(false) => continue,
-                Ok(true) => {}
-                Err(e) => {
-                    // The socket is in the room locally; the backplane subscribes on reconnect.
-                    tracing::warn!(error = %e, "backplane subscribe failed");
-                }
-            }
-            joined = true;
-            break;
-        }
-    }
-    if !joined {
+    if !enter(gw, socket, project).await {
         if opted {
             recover::cancel(gw, socket, project);
         }
-        JoinResult::Denied.count();
-        let data = payload.unwrap_or(Value::Null);
-        return ClientError::NotFound {
-            pattern: "join_project",
-            data,
-        }
-        .reply(socket, ack);
+        return Err(ClientError::NotFound {
+            pattern: EventName::JoinProject.as_str(),
+            data: payload.unwrap_or(Value::Null),
+        });
     }
-    JoinResult::Ok.count();
     if opted {
-        return recover::finish(gw, socket, project, ask, ack).await;
+        let read = recover::read(gw, socket, project, ask).await;
+        return Ok(Reply::Recovery(Box::new(read)));
     }
-    super::error::reply_ok(
-        socket,
-        ack,
-        "join_project",
-        &format!("You have joined {project}!"),
-    );
+    Ok(Reply::Text(format!("You have joined {project}!").into()))
+}
+
+/// The `wsgate_joins_total` label of an outcome.
+pub(crate) fn result(outcome: &Outcome) -> JoinResult {
+    match outcome {
+        Ok(_) => JoinResult::Ok,
+        Err(ClientError::Validation(_)) => JoinResult::Invalid,
+        Err(ClientError::Limited { .. }) => JoinResult::Limited,
+        // Not found or not permitted (one answer for both).
+        Err(_) => JoinResult::Denied,
+    }
+}
+
+/// Refuse a new room past `--max-rooms-per-socket` (a room the socket is in already is
+/// not a new one).
+fn within_room_limit(
+    gw: &Gateway,
+    socket: &Socket,
+    project: &str,
+    payload: Option<&Value>,
+) -> Result<(), ClientError> {
+    let Some(max) = gw.sessions.limits().rooms_per_socket else {
+        return Ok(());
+    };
+    let rooms = membership::project_rooms(socket);
+    if rooms.len() < max.get() || rooms.iter().any(|r| r == project) {
+        return Ok(());
+    }
+    LimitKind::RoomsPerSocket.count();
+    Err(ClientError::Limited {
+        message: "Too many rooms",
+        pattern: EventName::JoinProject.as_str(),
+        data: payload.cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// Authorize the socket's identity for `project` and enter its room. A revocation applied
+/// during the permission check may have made its answer stale: the entry (under the
+/// membership lock) fails then, and the check is made again. `false`: not permitted.
+async fn enter(gw: &Gateway, socket: &Socket, project: &str) -> bool {
+    let Some(id) = socket.extensions.get::<Identity>() else {
+        return false;
+    };
+    for _ in 0..MAX_ATTEMPTS {
+        let generation = gw.revocations.current();
+        if !gw.authz.may_join(&id, project).await {
+            return false;
+        }
+        let still = || gw.revocations.current() == generation;
+        match gw.membership.join_if(socket, project, still).await {
+            Ok(false) => continue,
+            Ok(true) => {}
+            Err(e) => {
+                // The socket is in the room locally; the backplane subscribes on reconnect.
+                tracing::warn!(error = %e, "backplane subscribe failed");
+            }
+        }
+        return true;
+    }
+    false
 }
