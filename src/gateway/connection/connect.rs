@@ -3,9 +3,9 @@
 use serde_json::Value;
 use socketioxide::extract::TryData;
 
-use crate::gateway::{Gateway, Socket};
 use crate::{
-    auth::Credentials,
+    auth::{Credentials, Identity},
+    gateway::{Gateway, Socket},
     telemetry::{self, AuthStage, ConnectResult, LimitKind},
 };
 
@@ -19,21 +19,40 @@ pub const TOO_MANY_CONNECTIONS: &str = "Too many connections";
 pub const DRAINING: &str = "Server shutting down";
 
 /// Authenticate from the `Authorization` header or `auth.token`; on success the socket
-/// carries its [`crate::auth::Identity`] in its extensions.
+/// carries its [`Identity`] in its extensions. Every handshake is counted here, once.
 pub fn authenticate(
     gw: &Gateway,
     socket: &Socket,
     auth: TryData<Value>,
 ) -> Result<(), &'static str> {
+    match admit(gw, socket, auth) {
+        Ok(identity) => {
+            ConnectResult::Ok.count();
+            tracing::debug!(sid = %socket.id, user = %identity.user_id, transport = ?socket.transport_type(), "connected");
+            socket.extensions.insert(identity);
+            Ok(())
+        }
+        Err(refused) => {
+            refused.count();
+            Err(match refused {
+                ConnectResult::Draining => DRAINING,
+                ConnectResult::Limited => TOO_MANY_CONNECTIONS,
+                // `Ok` is never a refusal.
+                ConnectResult::Unauthorized | ConnectResult::Ok => UNAUTHORIZED,
+            })
+        }
+    }
+}
+
+/// The handshake's identity, or why it is refused (logged here).
+fn admit(gw: &Gateway, socket: &Socket, auth: TryData<Value>) -> Result<Identity, ConnectResult> {
     if gw.shutdown.is_draining() {
-        ConnectResult::Draining.count();
         tracing::debug!(sid = %socket.id, "refused handshake: draining");
-        return Err(DRAINING);
+        return Err(ConnectResult::Draining);
     }
     if !gw.limits.has_room() {
-        ConnectResult::Limited.count();
         tracing::debug!(sid = %socket.id, "refused handshake: too many connections");
-        return Err(TOO_MANY_CONNECTIONS);
+        return Err(ConnectResult::Limited);
     }
     let header = socket
         .req_parts()
@@ -45,24 +64,15 @@ pub fn authenticate(
         header,
         auth: auth.as_ref(),
     };
-    match gw.auth.authenticate(&creds) {
-        Ok(identity) => {
-            if !gw.sessions.try_add(&identity.user_id, socket.id) {
-                ConnectResult::Limited.count();
-                LimitKind::ConnectionsPerUser.count();
-                tracing::info!(sid = %socket.id, user = %identity.user_id, "refused handshake: too many connections for the user");
-                return Err(TOO_MANY_CONNECTIONS);
-            }
-            ConnectResult::Ok.count();
-            tracing::debug!(sid = %socket.id, user = %identity.user_id, transport = ?socket.transport_type(), "connected");
-            socket.extensions.insert(identity);
-            Ok(())
-        }
-        Err(e) => {
-            ConnectResult::Unauthorized.count();
-            telemetry::auth_refusal(e.label(), AuthStage::Handshake);
-            tracing::debug!(sid = %socket.id, reason = e.label().as_str(), "refused handshake");
-            Err(UNAUTHORIZED)
-        }
+    let identity = gw.auth.authenticate(&creds).map_err(|e| {
+        telemetry::auth_refusal(e.label(), AuthStage::Handshake);
+        tracing::debug!(sid = %socket.id, reason = e.label().as_str(), "refused handshake");
+        ConnectResult::Unauthorized
+    })?;
+    if !gw.sessions.try_add(&identity.user_id, socket.id) {
+        LimitKind::ConnectionsPerUser.count();
+        tracing::info!(sid = %socket.id, user = %identity.user_id, "refused handshake: too many connections for the user");
+        return Err(ConnectResult::Limited);
     }
+    Ok(identity)
 }
