@@ -1,4 +1,5 @@
-//! The Socket.IO side: the only module that knows event names.
+//! The Socket.IO side: the only module that handles client events (their names are
+//! [`crate::telemetry::EventName`], the label they are counted under).
 //!
 //! - `events/`: what a client sends (one file per event), validation, and the one mapping
 //!   of every error to the client contract;

@@ -23,7 +23,8 @@ pub enum ClientError {
     /// The socket sent events faster than `--max-event-rate`; the event was not handled.
     #[error("rate limited")]
     RateLimited {
-        /// The refused event (`message`, `join_project`, `leave_project`, `other`).
+        /// The refused event's name ([`crate::telemetry::EventName`]: `other` for any
+        /// event without a handler).
         pattern: &'static str,
     },
     /// A credential was refused (a bad `auth_refresh`); the reason is never shown.
