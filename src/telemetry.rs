@@ -12,68 +12,228 @@ const BUCKETS: [f64; 16] = [
     5.0, 10.0,
 ];
 
-/// Counters and their bounded label values, created at zero.
-const LABELLED: [(&str, &str, &[&str]); 6] = [
-    (
-        "wsgate_recoveries_total",
-        "result",
-        &[
-            "fresh",
-            "recovered",
-            "trimmed",
-            "epoch_changed",
-            "unavailable",
-        ],
-    ),
-    (
-        "wsgate_connects_total",
-        "result",
-        &["ok", "unauthorized", "limited", "draining"],
-    ),
-    ("wsgate_joins_total", "result", &["ok", "denied", "invalid"]),
-    (
-        "wsgate_events_received_total",
-        "event",
-        &["message", "join_project", "leave_project", "other"],
-    ),
-    (
-        "wsgate_deliveries_total",
-        "outcome",
-        &["sent", "dropped_buffer_full", "dropped_closed", "volatile"],
-    ),
-    (
-        "wsgate_backplane_messages_total",
-        "kind",
-        &["broadcast", "request"],
-    ),
+/// Declares label value enums: each value's text (`as_str`), every value (`ALL`,
+/// `VALUES`), and for an enum that is the one label of a counter (`for "name" "label"`),
+/// `count` / `increment` and its row in [`LABELLED`], which [`install`] creates at zero.
+macro_rules! labels {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident $(for $metric:literal $key:literal)? {
+            $($variant:ident = $value:literal),+ $(,)?
+        }
+    )+) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+            pub enum $name {
+                $(#[doc = concat!("`", $value, "`")] $variant),+
+            }
+
+            impl $name {
+                /// Every value, in declaration order.
+                pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+                /// Every value's text, in declaration order.
+                pub const VALUES: &'static [&'static str] = &[$($value),+];
+
+                /// The label value.
+                pub const fn as_str(self) -> &'static str {
+                    match self {
+                        $(Self::$variant => $value),+
+                    }
+                }
+            }
+
+            $(
+                impl $name {
+                    /// Count one under this value.
+                    pub fn count(self) {
+                        self.increment(1);
+                    }
+
+                    /// Count `n` under this value.
+                    pub fn increment(self, n: u64) {
+                        metrics::counter!($metric, $key => self.as_str()).increment(n);
+                    }
+                }
+            )?
+        )+
+
+        /// Every counter with one label: its name, the label's name and every value.
+        pub const LABELLED: &[(&str, &str, &[&str])] = &[
+            $($(($metric, $key, $name::VALUES),)?)+
+        ];
+    };
+}
+
+labels! {
+    /// How a Socket.IO handshake ended.
+    ConnectResult for "wsgate_connects_total" "result" {
+        Ok = "ok",
+        Unauthorized = "unauthorized",
+        Limited = "limited",
+        Draining = "draining",
+    }
+
+    /// How a `join_project` ended.
+    JoinResult for "wsgate_joins_total" "result" {
+        Ok = "ok",
+        Denied = "denied",
+        Invalid = "invalid",
+        Limited = "limited",
+    }
+
+    /// What an opted-in join (recover / since) got.
+    RecoveryResult for "wsgate_recoveries_total" "result" {
+        Fresh = "fresh",
+        Recovered = "recovered",
+        Trimmed = "trimmed",
+        EpochChanged = "epoch_changed",
+        Unavailable = "unavailable",
+    }
+
+    /// A client event, by name (`Other`: any event without a handler).
+    EventName for "wsgate_events_received_total" "event" {
+        Message = "message",
+        JoinProject = "join_project",
+        LeaveProject = "leave_project",
+        AuthRefresh = "auth_refresh",
+        Other = "other",
+    }
+
+    /// What happened to one socket's copy of a broadcast.
+    DeliveryOutcome for "wsgate_deliveries_total" "outcome" {
+        Sent = "sent",
+        DroppedBufferFull = "dropped_buffer_full",
+        DroppedClosed = "dropped_closed",
+        Volatile = "volatile",
+    }
+
+    /// A message received from the backplane, by kind.
+    BackplaneKind for "wsgate_backplane_messages_total" "kind" {
+        Broadcast = "broadcast",
+        Request = "request",
+        Control = "control",
+    }
+
+    /// Why a backplane message did not decode.
+    DecodeErrorKind for "wsgate_backplane_decode_errors_total" "kind" {
+        NotMsgpack = "not_msgpack",
+        NotEnvelope = "not_envelope",
+        BadPacket = "bad_packet",
+        BadOpts = "bad_opts",
+        ShardedEncoding = "sharded_encoding",
+        ShardedShape = "sharded_shape",
+        BadControl = "bad_control",
+        BadRequest = "bad_request",
+    }
+
+    /// Where a permission lookup of the Redis source was answered from.
+    AuthzLookup for "wsgate_authz_lookups_total" "result" {
+        Hit = "hit",
+        Miss = "miss",
+        Error = "error",
+    }
+
+    /// A per-identity limit.
+    LimitKind for "wsgate_limit_refusals_total" "limit" {
+        ConnectionsPerUser = "connections_per_user",
+        RoomsPerSocket = "rooms_per_socket",
+    }
+
+    /// How an `auth_refresh` ended.
+    AuthRefreshResult for "wsgate_auth_refresh_total" "result" {
+        Ok = "ok",
+        Refused = "refused",
+    }
+
+    /// The Engine.IO transport of a request refused for its Origin.
+    OriginTransport for "wsgate_origin_refused_total" "transport" {
+        Websocket = "websocket",
+        Polling = "polling",
+        Other = "other",
+    }
+
+    /// Why a credential was refused (`wsgate_auth_refusals_total{reason}`).
+    AuthRefusal {
+        Missing = "missing",
+        Unknown = "unknown",
+        TooLong = "too_long",
+        Malformed = "malformed",
+        AlgNone = "alg_none",
+        AlgNotAllowed = "alg_not_allowed",
+        UnknownKey = "unknown_key",
+        BadSignature = "bad_signature",
+        Expired = "expired",
+        NotYetValid = "not_yet_valid",
+        WrongIssuer = "wrong_issuer",
+        WrongAudience = "wrong_audience",
+        BadClaim = "bad_claim",
+        OtherUser = "other_user",
+    }
+
+    /// When a credential was refused (`wsgate_auth_refusals_total{stage}`).
+    AuthStage {
+        Handshake = "handshake",
+        Refresh = "refresh",
+    }
+}
+
+/// Count a refused credential under its reason and stage.
+pub fn auth_refusal(reason: AuthRefusal, stage: AuthStage) {
+    auth_refusals(reason, stage).increment(1);
+}
+
+fn auth_refusals(reason: AuthRefusal, stage: AuthStage) -> metrics::Counter {
+    metrics::counter!(
+        "wsgate_auth_refusals_total",
+        "reason" => reason.as_str(),
+        "stage" => stage.as_str()
+    )
+}
+
+/// Counters without labels, created at zero.
+const UNLABELLED: [&str; 8] = [
+    "wsgate_backplane_reconnects_total",
+    "wsgate_backplane_resubscribes_total",
+    "wsgate_events_limited_total",
+    "wsgate_drain_disconnects_total",
+    "wsgate_slow_consumer_disconnects_total",
+    "wsgate_overflow_reports_dropped_total",
+    "wsgate_token_expired_total",
+    "wsgate_revocations_total",
 ];
 
 /// Install the global recorder (histograms with buckets, so quantiles can be aggregated
-/// across replicas) and describe every metric.
+/// across replicas), describe every metric and create every counter series at zero.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Prefix("wsgate_".into()), &BUCKETS)?
-        .install_recorder()?;
+    let handle = builder()?.install_recorder()?;
     describe();
+    declare();
+    Ok(handle)
+}
+
+fn builder() -> Result<PrometheusBuilder, BuildError> {
+    PrometheusBuilder::new().set_buckets_for_metric(Matcher::Prefix("wsgate_".into()), &BUCKETS)
+}
+
+/// Every counter series at zero (every value of its labels), and the replica's gauges.
+fn declare() {
     for (name, label, values) in LABELLED {
-        for value in values {
-            metrics::counter!(name, label => *value).absolute(0);
+        for value in *values {
+            metrics::counter!(*name, *label => *value).absolute(0);
         }
     }
-    for name in [
-        "wsgate_backplane_reconnects_total",
-        "wsgate_backplane_resubscribes_total",
-        "wsgate_events_limited_total",
-        "wsgate_drain_disconnects_total",
-        "wsgate_slow_consumer_disconnects_total",
-        "wsgate_overflow_reports_dropped_total",
-    ] {
+    for &reason in AuthRefusal::ALL {
+        for &stage in AuthStage::ALL {
+            auth_refusals(reason, stage).absolute(0);
+        }
+    }
+    for name in UNLABELLED {
         metrics::counter!(name).absolute(0);
     }
     for name in ["wsgate_connections", "wsgate_draining", "wsgate_ready"] {
         metrics::gauge!(name).set(0.0);
     }
-    Ok(handle)
 }
 
 fn describe() {
@@ -88,11 +248,11 @@ fn describe() {
     describe_gauge!("wsgate_draining", "1 once SIGTERM started the drain.");
     describe_counter!(
         "wsgate_connects_total",
-        "Socket.IO handshakes by result: ok, unauthorized, limited (--max-connections), draining."
+        "Socket.IO handshakes by result: ok, unauthorized, limited (--max-connections or --max-connections-per-user), draining."
     );
     describe_counter!(
         "wsgate_joins_total",
-        "join_project requests by result: ok, denied, invalid."
+        "join_project requests by result: ok, denied, invalid, limited (--max-rooms-per-socket)."
     );
     describe_counter!(
         "wsgate_recoveries_total",
@@ -100,7 +260,7 @@ fn describe() {
     );
     describe_counter!(
         "wsgate_events_received_total",
-        "Client events by name (message, join_project, leave_project, other)."
+        "Client events by name (message, join_project, leave_project, auth_refresh, other)."
     );
     describe_counter!(
         "wsgate_events_limited_total",
@@ -124,11 +284,11 @@ fn describe() {
     );
     describe_counter!(
         "wsgate_backplane_messages_total",
-        "Messages received from the backplane by kind: broadcast, request."
+        "Messages received from the backplane by kind: broadcast, request, control (revocations)."
     );
     describe_counter!(
         "wsgate_backplane_decode_errors_total",
-        "Backplane messages dropped because they do not decode, by kind."
+        "Backplane messages dropped because they do not decode, by kind: not_msgpack, not_envelope, bad_packet, bad_opts, sharded_encoding, sharded_shape, bad_control, bad_request."
     );
     describe_gauge!(
         "wsgate_backplane_connected",
@@ -162,7 +322,7 @@ fn describe() {
     );
     describe_counter!(
         "wsgate_auth_refusals_total",
-        "Refused credentials by reason (alg_none, expired, bad_signature, ...) and stage (handshake, refresh)."
+        "Refused credentials by reason (missing, unknown, too_long, malformed, alg_none, alg_not_allowed, unknown_key, bad_signature, expired, not_yet_valid, wrong_issuer, wrong_audience, bad_claim, other_user) and stage (handshake, refresh)."
     );
     describe_counter!(
         "wsgate_auth_refresh_total",
@@ -193,7 +353,13 @@ fn describe() {
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::BTreeSet, fs, path::Path};
+    use std::{
+        collections::{BTreeMap, BTreeSet},
+        fs,
+        path::Path,
+    };
+
+    use super::*;
 
     fn names_in(text: &str, out: &mut BTreeSet<String>) {
         for (i, _) in text.match_indices("\"wsgate_") {
@@ -201,7 +367,10 @@ mod tests {
                 .chars()
                 .take_while(|c| c.is_ascii_lowercase() || *c == '_')
                 .collect();
-            out.insert(name);
+            // `"wsgate_"` alone is the buckets' prefix, not a name.
+            if !name.ends_with('_') {
+                out.insert(name);
+            }
         }
     }
 
@@ -210,27 +379,118 @@ mod tests {
             let p = entry.path();
             if p.is_dir() {
                 walk(&p, out);
-            } else if p.extension().is_some_and(|e| e == "rs") && !p.ends_with("telemetry.rs") {
+            } else if p.extension().is_some_and(|e| e == "rs") {
                 names_in(&fs::read_to_string(&p).unwrap(), out);
             }
         }
     }
 
-    /// promtool rejects a metric without help text: every `wsgate_*` name used anywhere in
-    /// the code must be described here.
+    /// The first string literal at the start of `text` (after blanks), and what follows it.
+    fn literal(text: &str) -> Option<(&str, &str)> {
+        let rest = text.trim_start().strip_prefix('"')?;
+        let end = rest.find('"')?;
+        Some((&rest[..end], &rest[end + 1..]))
+    }
+
+    /// Every `describe_*!(name, [unit,] help)` of this file: name -> help text.
+    fn described() -> BTreeMap<String, String> {
+        let here = include_str!("telemetry.rs");
+        let mut out = BTreeMap::new();
+        for kind in [
+            "describe_counter!(",
+            "describe_gauge!(",
+            "describe_histogram!(",
+        ] {
+            for (i, _) in here.match_indices(kind) {
+                let Some((name, rest)) = literal(&here[i + kind.len()..]) else {
+                    continue;
+                };
+                let rest = rest.trim_start().trim_start_matches(',');
+                let rest = rest.trim_start().trim_start_matches("Unit::Seconds,");
+                if let Some((help, _)) = literal(rest) {
+                    out.insert(name.to_owned(), help.to_owned());
+                }
+            }
+        }
+        out
+    }
+
+    /// promtool rejects a metric without help text: every `wsgate_*` name anywhere in the
+    /// code (call sites, label declarations, the series created at zero) must be described.
     #[test]
     fn every_metric_in_the_code_is_described() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut used = BTreeSet::new();
         walk(&src, &mut used);
-        let here = fs::read_to_string(src.join("telemetry.rs")).unwrap();
+        let described = described();
+        assert!(described.len() >= 25, "the describe list was not read");
         let missing: Vec<_> = used
             .iter()
-            .filter(|n| !here.contains(&format!("\"{n}\"")))
+            .filter(|n| !described.contains_key(*n))
             .collect();
-        assert!(
-            missing.is_empty(),
-            "not described in telemetry.rs: {missing:?}"
+        assert!(missing.is_empty(), "not described: {missing:?}");
+    }
+
+    /// A dashboard author reads the values of a label from its help text: each declared
+    /// value is named there.
+    #[test]
+    fn every_label_value_is_in_its_help_text() {
+        let described = described();
+        let auth = (
+            "wsgate_auth_refusals_total",
+            "reason",
+            [AuthRefusal::VALUES, AuthStage::VALUES].concat(),
         );
+        let labelled = LABELLED.iter().map(|(n, l, v)| (*n, *l, v.to_vec()));
+        for (name, _, values) in labelled.chain([auth]) {
+            let help = &described[name];
+            let words: BTreeSet<_> = help
+                .split(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .collect();
+            for value in values {
+                assert!(words.contains(value), "{name}: {value} not in {help:?}");
+            }
+        }
+    }
+
+    /// `install` creates every counter series (every value of its labels) at zero.
+    #[test]
+    fn every_counter_series_exists_from_start_up() {
+        let recorder = builder().unwrap().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            declare();
+        });
+        let text = handle.render();
+        let mut expected: Vec<String> = Vec::new();
+        for (name, label, values) in LABELLED {
+            expected.extend(
+                values
+                    .iter()
+                    .map(|v| format!("{name}{{{label}=\"{v}\"}} 0")),
+            );
+        }
+        for reason in AuthRefusal::VALUES {
+            for stage in AuthStage::VALUES {
+                expected.push(format!(
+                    "wsgate_auth_refusals_total{{reason=\"{reason}\",stage=\"{stage}\"}} 0"
+                ));
+            }
+        }
+        expected.extend(UNLABELLED.iter().map(|n| format!("{n} 0")));
+        let lines: BTreeSet<&str> = text.lines().collect();
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|e| !lines.contains(e.as_str()))
+            .collect();
+        assert!(missing.is_empty(), "not at zero: {missing:?}\n{text}");
+        let uncreated: Vec<_> = described()
+            .into_keys()
+            .filter(|n| n.ends_with("_total"))
+            .filter(|n| !text.lines().any(|l| l.starts_with(&format!("{n} "))))
+            .filter(|n| !text.lines().any(|l| l.starts_with(&format!("{n}{{"))))
+            .collect();
+        assert!(uncreated.is_empty(), "counters not created: {uncreated:?}");
     }
 }

@@ -72,14 +72,14 @@ async fn expect_connects(gw: &Gateway, token: &str, case: &str) -> TestClient {
     }
 }
 
-/// The value of the first `/metrics` sample of `name` whose labels contain all `labels`.
+/// The sum of the `/metrics` samples of `name` whose labels contain all `labels` (every
+/// series exists from start-up, so a partial label set matches several, in no set order).
 async fn metric(gw: &Gateway, name: &str, labels: &[&str]) -> f64 {
     let (_, body) = gw.get("/metrics").await.expect("GET /metrics");
     body.lines()
         .filter(|l| l.starts_with(name) && labels.iter().all(|lab| l.contains(lab)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .next()
-        .unwrap_or(0.0)
+        .sum()
 }
 
 async fn jwt_gateway(extra: &[&str]) -> Gateway {

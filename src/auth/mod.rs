@@ -10,6 +10,8 @@ mod table;
 
 use std::{collections::HashSet, sync::Arc};
 
+use crate::telemetry::AuthRefusal;
+
 pub use jwt::JwtAuthenticator;
 pub use table::TokenTable;
 
@@ -115,23 +117,23 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// A bounded label for metrics.
-    pub fn label(&self) -> &'static str {
+    /// Its label in `wsgate_auth_refusals_total{reason}` (and in logs).
+    pub fn label(&self) -> AuthRefusal {
         match self {
-            AuthError::Missing => "missing",
-            AuthError::Unknown => "unknown",
-            AuthError::TooLong => "too_long",
-            AuthError::Malformed => "malformed",
-            AuthError::AlgNone => "alg_none",
-            AuthError::AlgNotAllowed => "alg_not_allowed",
-            AuthError::UnknownKey => "unknown_key",
-            AuthError::BadSignature => "bad_signature",
-            AuthError::Expired => "expired",
-            AuthError::NotYetValid => "not_yet_valid",
-            AuthError::WrongIssuer => "wrong_issuer",
-            AuthError::WrongAudience => "wrong_audience",
-            AuthError::BadClaim => "bad_claim",
-            AuthError::OtherUser => "other_user",
+            AuthError::Missing => AuthRefusal::Missing,
+            AuthError::Unknown => AuthRefusal::Unknown,
+            AuthError::TooLong => AuthRefusal::TooLong,
+            AuthError::Malformed => AuthRefusal::Malformed,
+            AuthError::AlgNone => AuthRefusal::AlgNone,
+            AuthError::AlgNotAllowed => AuthRefusal::AlgNotAllowed,
+            AuthError::UnknownKey => AuthRefusal::UnknownKey,
+            AuthError::BadSignature => AuthRefusal::BadSignature,
+            AuthError::Expired => AuthRefusal::Expired,
+            AuthError::NotYetValid => AuthRefusal::NotYetValid,
+            AuthError::WrongIssuer => AuthRefusal::WrongIssuer,
+            AuthError::WrongAudience => AuthRefusal::WrongAudience,
+            AuthError::BadClaim => AuthRefusal::BadClaim,
+            AuthError::OtherUser => AuthRefusal::OtherUser,
         }
     }
 }

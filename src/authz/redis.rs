@@ -20,7 +20,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use moka::sync::Cache;
 
 use super::{Authorizer, answer};
-use crate::{auth::Identity, logs::LogLimiter};
+use crate::{auth::Identity, logs::LogLimiter, telemetry::AuthzLookup};
 
 /// How long one Redis lookup may take before the join is denied.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -109,13 +109,13 @@ impl RedisPermissions {
     /// invalidation happened meanwhile). `None` when Redis could not answer.
     pub async fn projects(&self, user: &Arc<str>) -> Option<Arc<HashSet<String>>> {
         if let Some(set) = self.cache.get(user) {
-            metrics::counter!("wsgate_authz_lookups_total", "result" => "hit").increment(1);
+            AuthzLookup::Hit.count();
             return Some(set);
         }
         let started = *self.generation();
         match self.fetch(user).await {
             Ok(set) => {
-                metrics::counter!("wsgate_authz_lookups_total", "result" => "miss").increment(1);
+                AuthzLookup::Miss.count();
                 let set = Arc::new(set);
                 let generation = self.generation();
                 if *generation == started {
@@ -124,7 +124,7 @@ impl RedisPermissions {
                 Some(set)
             }
             Err(e) => {
-                metrics::counter!("wsgate_authz_lookups_total", "result" => "error").increment(1);
+                AuthzLookup::Error.count();
                 if let Some(held) = self.logs.allow("lookup") {
                     tracing::warn!(error = %e, suppressed = held, "permission lookup in Redis failed; denying");
                 }
@@ -137,7 +137,7 @@ impl RedisPermissions {
 impl Authorizer for RedisPermissions {
     fn may_join<'a>(&'a self, identity: &'a Identity, project_id: &'a str) -> BoxFuture<'a, bool> {
         if let Some(set) = self.cache.get(&identity.user_id) {
-            metrics::counter!("wsgate_authz_lookups_total", "result" => "hit").increment(1);
+            AuthzLookup::Hit.count();
             return answer(set.contains(project_id));
         }
         async move {

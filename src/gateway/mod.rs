@@ -1,45 +1,48 @@
-//! The Socket.IO side: the only module that knows event names.
+//! The Socket.IO side: the only module that handles client events (their names are
+//! [`crate::telemetry::EventName`], the label they are counted under).
 //!
-//! One file per client event (`message`, `join_project`, `leave_project`), the connect
-//! middleware in `connect`, payload validation in `validate`, the mapping of every error
-//! to the client contract in `error`, room reference counts in `membership`, and the
-//! delivery of what the backplane brings in `deliver`, through socketioxide with the
-//! per-socket overflow reports of `adapter`, and the disconnect of slow consumers in `evict`.
+//! - `events/`: what a client sends (one file per event), validation, and the one mapping
+//!   of every error to the client contract;
+//! - `connection/`: a connection's life, from the authenticated handshake through limits,
+//!   token expiry and revocation to the drain;
+//! - `delivery/`: what reaches the sockets: room membership (and the backplane
+//!   subscriptions it drives), the delivery task, the adapter, slow-consumer eviction and
+//!   recovery.
+//!
+//! This file holds what they share: [`Gateway`], and what a new socket gets (its
+//! handlers, its expiry timer, its disconnect handler).
 
-pub mod adapter;
-mod auth_refresh;
-mod connect;
-mod deliver;
-mod drain;
-mod error;
-mod evict;
-pub mod expiry;
-mod join_project;
-mod leave_project;
-mod limits;
-mod membership;
-mod message;
-pub mod recover;
-pub mod revoke;
-pub mod sessions;
-pub mod validate;
+mod connection;
+mod delivery;
+mod events;
+
+// The two modules tests and benches reach into (revocation in process, companion rooms).
+pub use connection::revoke;
+pub use delivery::recover;
 
 use std::sync::Arc;
 
 use serde_json::Value;
 use socketioxide::{extract::TryData, handler::ConnectHandler};
 
-use crate::{auth::Authenticator, authz::Authorizer, backplane::Backplane, shutdown::Shutdown};
-pub use adapter::{Adapter, Overflow, OverflowRx};
-pub use deliver::{
-    broadcast as deliver_broadcast, broadcast_counted as deliver_broadcast_counted, run as deliver,
+use crate::{
+    auth::{Authenticator, Identity},
+    authz::Authorizer,
+    backplane::Backplane,
+    shutdown::Shutdown,
 };
-pub use drain::run as drain;
-pub use error::ClientError;
-pub use evict::run as evict;
-pub use limits::Limits;
-pub use membership::Membership;
-pub use sessions::{Limits as IdentityLimits, Sessions};
+use connection::{connect, expiry, sessions::Sessions};
+pub use connection::{drain::run as drain, limits::Limits, sessions::Limits as IdentityLimits};
+pub use delivery::{
+    adapter::{Adapter, Overflow, OverflowRx},
+    deliver::{
+        broadcast as deliver_broadcast, broadcast_counted as deliver_broadcast_counted,
+        run as deliver,
+    },
+    evict::run as evict,
+    membership::Membership,
+};
+use events::error::ClientError;
 
 /// The Socket.IO server of a replica (socketioxide with wsgate's [`Adapter`]).
 pub type Io = socketioxide::SocketIo<Adapter>;
@@ -63,15 +66,6 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway over these identity, permission and backplane sources.
-    pub fn new(
-        auth: Arc<dyn Authenticator>,
-        authz: Arc<dyn Authorizer>,
-        backplane: Arc<dyn Backplane>,
-    ) -> Arc<Self> {
-        Self::with_limits(auth, authz, backplane, IdentityLimits::default())
-    }
-
     /// A gateway that also enforces per-identity `limits` (no replica limits, no drain).
     pub fn with_limits(
         auth: Arc<dyn Authenticator>,
@@ -115,17 +109,6 @@ impl Gateway {
         })
     }
 
-    /// Count an inbound event under a bounded label and take a token from the socket's
-    /// bucket. A refused event is answered (`exception` and ack) here and `None` returned.
-    fn admit(&self, socket: &Socket, event: &'static str, ack: Ack) -> Option<Ack> {
-        metrics::counter!("wsgate_events_received_total", "event" => event).increment(1);
-        if self.limits.admit_event(socket) {
-            return Some(ack);
-        }
-        ClientError::RateLimited { pattern: event }.reply(socket, ack);
-        None
-    }
-
     /// Register the default namespace's middleware and handlers on `io`.
     pub fn attach(self: &Arc<Self>, io: &Io) {
         let on_connect = {
@@ -146,68 +129,19 @@ impl Gateway {
     }
 }
 
-/// A handler that answers at once: `(gateway, socket, payload, ack)`.
-type PayloadHandler = fn(&Gateway, &Socket, Option<Value>, Ack);
-
-/// Register `handle` for `event`, counted under the event's name and rate limited.
-fn on_payload(gw: &Arc<Gateway>, socket: &Socket, event: &'static str, handle: PayloadHandler) {
-    let gw = gw.clone();
-    socket.on(
-        event,
-        move |s: Socket, TryData(data): TryData<Value>, ack: Ack| {
-            if let Some(ack) = gw.admit(&s, event, ack) {
-                handle(&gw, &s, data.ok(), ack);
-            }
-            async {}
-        },
-    );
-}
-
 fn on_connect(gw: Arc<Gateway>, socket: Socket) {
     metrics::gauge!("wsgate_connections").increment(1.0);
     gw.limits.on_connect(&socket);
-    {
-        let gw = gw.clone();
-        socket.on("message", move |s: Socket, ack: Ack| {
-            if let Some(ack) = gw.admit(&s, "message", ack) {
-                message::handle(&s, ack);
-            }
-            async {}
-        });
-    }
-    {
-        let gw = gw.clone();
-        socket.on(
-            "join_project",
-            move |s: Socket, TryData(data): TryData<Value>, ack: Ack| {
-                let gw = gw.clone();
-                async move {
-                    if let Some(ack) = gw.admit(&s, "join_project", ack) {
-                        join_project::handle(&gw, &s, data.ok(), ack).await;
-                    }
-                }
-            },
-        );
-    }
-    on_payload(&gw, &socket, "leave_project", leave_project::handle);
-    on_payload(&gw, &socket, "auth_refresh", auth_refresh::handle);
-    if let Some(identity) = socket.extensions.get::<crate::auth::Identity>() {
+    events::register(&gw, &socket);
+    if let Some(identity) = socket.extensions.get::<Identity>() {
         expiry::set(&socket, identity.expires_at);
-    }
-    {
-        let gw = gw.clone();
-        socket.on_fallback(move |s: Socket, ack: Ack| {
-            // Unknown events are only counted (and limited); they have no handler.
-            let _ = gw.admit(&s, "other", ack);
-            async {}
-        });
     }
     socket.on_disconnect(move |s: Socket| {
         metrics::gauge!("wsgate_connections").decrement(1.0);
         gw.limits.on_disconnect();
         gw.membership.leave_all(&s);
         expiry::stop(&s);
-        if let Some(identity) = s.extensions.get::<crate::auth::Identity>() {
+        if let Some(identity) = s.extensions.get::<Identity>() {
             gw.sessions.remove(&identity.user_id, s.id);
         }
         tracing::debug!(sid = %s.id, "disconnected");

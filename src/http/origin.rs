@@ -22,6 +22,8 @@ use axum::{
 };
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
+use crate::telemetry::OriginTransport;
+
 /// The Socket.IO endpoint the policy guards (socketioxide's default path).
 const SOCKET_IO_PATH: &str = "/socket.io";
 
@@ -265,10 +267,10 @@ async fn check_origin(
         return next.run(Request::from_parts(parts, body)).await;
     }
     let transport = transport_of(parts.uri.query());
-    metrics::counter!("wsgate_origin_refused_total", "transport" => transport).increment(1);
+    transport.count();
     tracing::debug!(
         origin = ?parts.headers.get(header::ORIGIN),
-        transport,
+        transport = transport.as_str(),
         "refused a request from an origin that is not allowed"
     );
     (StatusCode::FORBIDDEN, "origin not allowed\n").into_response()
@@ -282,15 +284,15 @@ fn is_socket_io(path: &str) -> bool {
 }
 
 /// The Engine.IO transport a request is for, as a metric label with a fixed set of values.
-fn transport_of(query: Option<&str>) -> &'static str {
+fn transport_of(query: Option<&str>) -> OriginTransport {
     let value = query
         .unwrap_or_default()
         .split('&')
         .find_map(|kv| kv.strip_prefix("transport="));
     match value {
-        Some("websocket") => "websocket",
-        Some("polling") => "polling",
-        _ => "other",
+        Some("websocket") => OriginTransport::Websocket,
+        Some("polling") => OriginTransport::Polling,
+        _ => OriginTransport::Other,
     }
 }
 
@@ -382,9 +384,10 @@ mod tests {
 
     #[test]
     fn transport_label_is_bounded() {
-        assert_eq!(transport_of(Some("EIO=4&transport=websocket")), "websocket");
-        assert_eq!(transport_of(Some("transport=polling&t=x")), "polling");
-        assert_eq!(transport_of(Some("transport=carrier-pigeon")), "other");
-        assert_eq!(transport_of(None), "other");
+        let label = |q| transport_of(q).as_str();
+        assert_eq!(label(Some("EIO=4&transport=websocket")), "websocket");
+        assert_eq!(label(Some("transport=polling&t=x")), "polling");
+        assert_eq!(label(Some("transport=carrier-pigeon")), "other");
+        assert_eq!(label(None), "other");
     }
 }

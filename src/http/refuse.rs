@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::shutdown::Shutdown;
+use crate::{shutdown::Shutdown, telemetry::ConnectResult};
 
 /// The axum middleware; install with `axum::middleware::from_fn_with_state(shutdown, refuse)`.
 pub async fn refuse_new_sessions(
@@ -19,7 +19,7 @@ pub async fn refuse_new_sessions(
     next: Next,
 ) -> Response {
     if shutdown.is_draining() && is_handshake(&req) {
-        metrics::counter!("wsgate_connects_total", "result" => "draining").increment(1);
+        ConnectResult::Draining.count();
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
     }
     next.run(req).await

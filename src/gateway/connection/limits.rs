@@ -13,11 +13,8 @@ use std::{
     },
 };
 
-use super::Socket;
+use crate::gateway::Socket;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-
-/// The `connect_error` message of a client refused because the replica is full.
-pub const TOO_MANY_CONNECTIONS: &str = "Too many connections";
 
 /// One socket's token bucket, kept in the socket's extensions.
 #[derive(Clone)]

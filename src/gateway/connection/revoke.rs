@@ -9,9 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::Io;
-
-use super::{Gateway, error::ClientError};
+use crate::gateway::{ClientError, Gateway, Io, delivery::membership};
 use crate::{
     auth::Identity,
     {backplane::Control, clock::now_ms},
@@ -48,12 +46,7 @@ pub async fn apply(io: &Io, gw: &Gateway, control: Control) {
         let Some(socket) = io.get_socket(sid) else {
             continue;
         };
-        let rooms: Vec<String> = socket
-            .rooms()
-            .into_iter()
-            .filter(|r| !super::recover::is_internal(r))
-            .map(|r| r.to_string())
-            .collect();
+        let rooms = membership::project_rooms(&socket);
         let lost: Vec<String> = match &project {
             Some(p) => rooms.into_iter().filter(|r| r == p).collect(),
             None => {

@@ -9,12 +9,14 @@ use serde_json::json;
 use socketioxide::{BroadcastError, SocketError};
 
 use super::{
-    Gateway, Io, Membership, Socket,
+    membership::{self, Membership},
     recover::{self, Recovering, with_position},
 };
 use crate::{
     auth::Identity,
     backplane::{Args, Broadcast, Inbound, InboundRx, Request, RequestKind, request},
+    gateway::{Adapter, Gateway, Io, Socket, connection::revoke},
+    telemetry::DeliveryOutcome,
 };
 
 /// Consume the backplane's inbound channel until it closes. Recovery steps (see
@@ -54,7 +56,7 @@ async fn handle(io: &Io, gw: &Gateway, recovering: &mut Recovering, msg: Inbound
     match msg {
         Inbound::Broadcast(b) => deliver(io, b, Some(&gw.membership), Some(recovering)).await,
         Inbound::Request(r) => on_request(io, gw, r).await,
-        Inbound::Control(c) => super::revoke::apply(io, gw, c).await,
+        Inbound::Control(c) => revoke::apply(io, gw, c).await,
     }
 }
 
@@ -74,7 +76,7 @@ pub async fn broadcast_counted(io: &Io, b: Broadcast, membership: &Membership) {
 
 /// Emit through `ops`; returns how many sockets were full and closed.
 async fn emit(
-    ops: socketioxide::operators::BroadcastOperators<super::Adapter>,
+    ops: socketioxide::operators::BroadcastOperators<Adapter>,
     volatile: bool,
     event: &str,
     args: &Args,
@@ -149,17 +151,17 @@ async fn deliver(
         _ => emit(io.to(b.rooms).except(b.except), volatile, &b.event, &b.args).await,
     };
     let matched = matched as u64;
-    let deliveries = |outcome: &'static str, n: u64| {
+    let deliveries = |outcome: DeliveryOutcome, n: u64| {
         if n > 0 {
-            metrics::counter!("wsgate_deliveries_total", "outcome" => outcome).increment(n);
+            outcome.increment(n);
         }
     };
     if volatile {
-        deliveries("volatile", matched);
+        deliveries(DeliveryOutcome::Volatile, matched);
     } else {
-        deliveries("sent", matched.saturating_sub(full + closed));
-        deliveries("dropped_buffer_full", full);
-        deliveries("dropped_closed", closed);
+        deliveries(DeliveryOutcome::Sent, matched.saturating_sub(full + closed));
+        deliveries(DeliveryOutcome::DroppedBufferFull, full);
+        deliveries(DeliveryOutcome::DroppedClosed, closed);
     }
     metrics::histogram!("wsgate_fanout_seconds").record(started.elapsed().as_secs_f64());
     if let Some(sent_at) = sent_at
@@ -195,12 +197,7 @@ fn details(s: &Socket) -> request::SocketDetails {
             "xdomain": false,
             "secure": false,
         }),
-        rooms: s
-            .rooms()
-            .into_iter()
-            .filter(|r| !recover::is_internal(r))
-            .map(|r| r.to_string())
-            .collect(),
+        rooms: membership::project_rooms(s),
         data: json!({ "userId": user }),
     }
 }

@@ -1,7 +1,7 @@
 //! Every error a client can see, and the one place that turns it into the client contract
 //! (an `exception` event, and the ack when the client asked for one).
 
-use super::{Ack, Socket};
+use crate::gateway::{Ack, Socket};
 use serde_json::{Value, json};
 
 use super::validate::Issue;
@@ -23,7 +23,8 @@ pub enum ClientError {
     /// The socket sent events faster than `--max-event-rate`; the event was not handled.
     #[error("rate limited")]
     RateLimited {
-        /// The refused event (`message`, `join_project`, `leave_project`, `other`).
+        /// The refused event's name ([`crate::telemetry::EventName`]: `other` for any
+        /// event without a handler).
         pattern: &'static str,
     },
     /// A credential was refused (a bad `auth_refresh`); the reason is never shown.
@@ -124,16 +125,6 @@ impl ClientError {
         if let Err(e) = ack.send(&self.ack_body()) {
             tracing::debug!(sid = %socket.id, error = %e, "could not send error ack");
         }
-    }
-}
-
-/// Send a success answer: the event of the same name, and the ack if asked for.
-pub fn reply_ok(socket: &Socket, ack: Ack, event: &'static str, text: &str) {
-    if let Err(e) = socket.emit(event, text) {
-        tracing::debug!(sid = %socket.id, error = %e, "could not send reply");
-    }
-    if let Err(e) = ack.send(text) {
-        tracing::debug!(sid = %socket.id, error = %e, "could not send ack");
     }
 }
 

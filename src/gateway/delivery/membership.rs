@@ -12,9 +12,20 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use super::Socket;
+use crate::gateway::Socket;
 
 use crate::backplane::{Backplane, BackplaneError};
+
+/// The project rooms `socket` is in: its rooms without wsgate's companion rooms of
+/// recovery, which never count in room limits, `fetchSockets` answers or revocation.
+pub fn project_rooms(socket: &Socket) -> Vec<String> {
+    socket
+        .rooms()
+        .into_iter()
+        .filter(|r| !super::recover::is_internal(r))
+        .map(|r| r.to_string())
+        .collect()
+}
 
 /// Local room reference counts, tied to one backplane.
 pub struct Membership {

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::Io;
+use crate::gateway::Io;
 use tokio::time::Instant;
 
 /// Time between two batches.

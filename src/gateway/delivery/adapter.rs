@@ -40,7 +40,7 @@ pub struct Overflow {
     tx: Option<mpsc::Sender<Sid>>,
 }
 
-/// The receiving end of [`Overflow`], read by [`super::evict`].
+/// The receiving end of [`Overflow`], read by the eviction task ([`crate::gateway::evict`]).
 pub type OverflowRx = mpsc::Receiver<Sid>;
 
 impl Overflow {

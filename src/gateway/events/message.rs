@@ -1,11 +1,11 @@
 //! `message`: any payload, answered with `Hello world!` (the seed gateway's echo check).
 
-use super::{Ack, Socket};
+use super::{Outcome, Reply};
 
 /// The fixed answer.
 pub const HELLO: &str = "Hello world!";
 
 /// Answer a `message` event.
-pub fn handle(socket: &Socket, ack: Ack) {
-    super::error::reply_ok(socket, ack, "message", HELLO);
+pub(crate) fn handle() -> Outcome {
+    Ok(Reply::Text(HELLO.into()))
 }

@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::Socket;
+use crate::gateway::Socket;
 use serde_json::json;
 use tokio::{sync::watch, time::Instant};
 

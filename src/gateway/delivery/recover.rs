@@ -21,10 +21,11 @@ use serde_json::{Value, json};
 use socketioxide::socket::Sid;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Ack, Gateway, Io, Socket};
+use crate::gateway::{Ack, Gateway, Io, Socket};
 use crate::{
     backplane::{Args, Broadcast},
     history::{HistoryError, Outcome, Position, Reason, Recovery},
+    telemetry::{EventName, RecoveryResult},
 };
 
 /// Companion rooms start with a control character, which project ids cannot contain.
@@ -93,12 +94,17 @@ pub enum Command {
     Finish(Box<Finish>),
 }
 
-/// The end of a recovery.
-pub struct Finish {
+/// A recovering join once its history is read (step 3).
+pub struct Read {
     socket: Socket,
     room: String,
     since: Option<Position>,
     read: Result<Recovery, HistoryError>,
+}
+
+/// The end of a recovery: the read, and the join's ack that step 4 answers.
+pub struct Finish {
+    read: Read,
     ack: Ack,
 }
 
@@ -152,8 +158,8 @@ pub fn cancel(gw: &Gateway, socket: &Socket, room: &str) {
     });
 }
 
-/// Steps 3 and 4, once the socket is in the room.
-pub async fn finish(gw: &Gateway, socket: &Socket, room: &str, ask: Recover, ack: Ack) {
+/// Step 3, once the socket is in the room: the history (head, and what came after `since`).
+pub async fn read(gw: &Gateway, socket: &Socket, room: &str, ask: Recover) -> Read {
     let since = match ask {
         Recover::Since(p) => Some(p),
         _ => None,
@@ -164,13 +170,18 @@ pub async fn finish(gw: &Gateway, socket: &Socket, room: &str, ask: Recover, ack
     {
         tracing::warn!(error = %e, "history read failed; answering recovered: false");
     }
-    gw.recover.send(Command::Finish(Box::new(Finish {
+    Read {
         socket: socket.clone(),
         room: room.to_owned(),
         since,
         read,
-        ack,
-    })));
+    }
+}
+
+/// Step 4, handed to the delivery task with the join's ack.
+pub fn finish(gw: &Gateway, read: Read, ack: Ack) {
+    gw.recover
+        .send(Command::Finish(Box::new(Finish { read, ack })));
 }
 
 /// The delivery task's recovery state: the open buffers, by room.
@@ -237,17 +248,20 @@ impl Recovering {
 
     fn finish(&mut self, f: Finish) {
         let Finish {
-            socket,
-            room,
-            since,
-            read,
+            read:
+                Read {
+                    socket,
+                    room,
+                    since,
+                    read,
+                },
             ack,
         } = f;
         let buffered = self.take(&room, socket.id);
         let (answer, replay, head) = answer(&room, since.as_ref(), read);
-        metrics::counter!("wsgate_recoveries_total", "result" => answer.1).increment(1);
+        answer.1.count();
         let answer = answer.0;
-        if let Err(e) = socket.emit("join_project", &answer) {
+        if let Err(e) = socket.emit(EventName::JoinProject.as_str(), &answer) {
             tracing::debug!(sid = %socket.id, error = %e, "could not send join answer");
         }
         if let Err(e) = ack.send(&answer) {
@@ -289,7 +303,7 @@ fn after(b: &Broadcast, head: Option<&Position>) -> bool {
     }
 }
 
-type Answer = ((Value, &'static str), Vec<Broadcast>, Option<Position>);
+type Answer = ((Value, RecoveryResult), Vec<Broadcast>, Option<Position>);
 
 /// The join answer of an opted-in client, the label of the outcome, what to replay and the
 /// head after which buffered updates are released.
@@ -302,7 +316,7 @@ fn answer(room: &str, since: Option<&Position>, read: Result<Recovery, HistoryEr
             v["recovered"] = false.into();
         }
         v["reason"] = reason.as_str().into();
-        (v, reason.as_str())
+        (v, result_of(reason))
     };
     match read {
         Err(_) => (lost(Reason::Unavailable, None), Vec::new(), None),
@@ -310,7 +324,7 @@ fn answer(room: &str, since: Option<&Position>, read: Result<Recovery, HistoryEr
             Outcome::Fresh => (
                 (
                     json!({"status": "ok", "message": message, "position": head.to_json()}),
-                    "fresh",
+                    RecoveryResult::Fresh,
                 ),
                 Vec::new(),
                 Some(head),
@@ -320,7 +334,7 @@ fn answer(room: &str, since: Option<&Position>, read: Result<Recovery, HistoryEr
                 (
                     (
                         json!({"status": "ok", "message": message, "position": at, "recovered": true}),
-                        "recovered",
+                        RecoveryResult::Recovered,
                     ),
                     replay,
                     Some(head),
@@ -328,5 +342,14 @@ fn answer(room: &str, since: Option<&Position>, read: Result<Recovery, HistoryEr
             }
             Outcome::Lost(reason) => (lost(reason, Some(&head)), Vec::new(), Some(head)),
         },
+    }
+}
+
+/// The `wsgate_recoveries_total` label of a recovery that could not replay everything.
+fn result_of(reason: Reason) -> RecoveryResult {
+    match reason {
+        Reason::Trimmed => RecoveryResult::Trimmed,
+        Reason::EpochChanged => RecoveryResult::EpochChanged,
+        Reason::Unavailable => RecoveryResult::Unavailable,
     }
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-pub use super::recover::Recover;
+pub use crate::gateway::delivery::recover::Recover;
 use crate::history::{MAX_EPOCH, Offset, Position};
 
 /// Longest accepted project id, in UTF-16 code units (zod counts `string.length`).

@@ -14,7 +14,7 @@ use std::{sync::Arc, time::Duration};
 use socketioxide::SocketError;
 use tokio::time::Instant;
 
-use super::{ClientError, Gateway, Io, OverflowRx, Socket};
+use crate::gateway::{ClientError, Gateway, Io, OverflowRx, Socket};
 
 /// How often a full socket is offered the goodbye again.
 const RETRY_EVERY: Duration = Duration::from_millis(50);

@@ -1,0 +1,78 @@
+//! The connect middleware: authenticate the handshake before the socket exists.
+
+use serde_json::Value;
+use socketioxide::extract::TryData;
+
+use crate::{
+    auth::{Credentials, Identity},
+    gateway::{Gateway, Socket},
+    telemetry::{self, AuthStage, ConnectResult, LimitKind},
+};
+
+/// The only message a refused client sees, whatever the reason.
+pub const UNAUTHORIZED: &str = "Unauthorized";
+/// What a client sees when the replica is full (`--max-connections`) or its user has the
+/// most connections allowed.
+pub const TOO_MANY_CONNECTIONS: &str = "Too many connections";
+
+/// The message of a client refused because this replica is shutting down.
+pub const DRAINING: &str = "Server shutting down";
+
+/// Authenticate from the `Authorization` header or `auth.token`; on success the socket
+/// carries its [`Identity`] in its extensions. Every handshake is counted here, once.
+pub fn authenticate(
+    gw: &Gateway,
+    socket: &Socket,
+    auth: TryData<Value>,
+) -> Result<(), &'static str> {
+    match admit(gw, socket, auth) {
+        Ok(identity) => {
+            ConnectResult::Ok.count();
+            tracing::debug!(sid = %socket.id, user = %identity.user_id, transport = ?socket.transport_type(), "connected");
+            socket.extensions.insert(identity);
+            Ok(())
+        }
+        Err(refused) => {
+            refused.count();
+            Err(match refused {
+                ConnectResult::Draining => DRAINING,
+                ConnectResult::Limited => TOO_MANY_CONNECTIONS,
+                // `Ok` is never a refusal.
+                ConnectResult::Unauthorized | ConnectResult::Ok => UNAUTHORIZED,
+            })
+        }
+    }
+}
+
+/// The handshake's identity, or why it is refused (logged here).
+fn admit(gw: &Gateway, socket: &Socket, auth: TryData<Value>) -> Result<Identity, ConnectResult> {
+    if gw.shutdown.is_draining() {
+        tracing::debug!(sid = %socket.id, "refused handshake: draining");
+        return Err(ConnectResult::Draining);
+    }
+    if !gw.limits.has_room() {
+        tracing::debug!(sid = %socket.id, "refused handshake: too many connections");
+        return Err(ConnectResult::Limited);
+    }
+    let header = socket
+        .req_parts()
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let auth = auth.0.ok();
+    let creds = Credentials {
+        header,
+        auth: auth.as_ref(),
+    };
+    let identity = gw.auth.authenticate(&creds).map_err(|e| {
+        telemetry::auth_refusal(e.label(), AuthStage::Handshake);
+        tracing::debug!(sid = %socket.id, reason = e.label().as_str(), "refused handshake");
+        ConnectResult::Unauthorized
+    })?;
+    if !gw.sessions.try_add(&identity.user_id, socket.id) {
+        LimitKind::ConnectionsPerUser.count();
+        tracing::info!(sid = %socket.id, user = %identity.user_id, "refused handshake: too many connections for the user");
+        return Err(ConnectResult::Limited);
+    }
+    Ok(identity)
+}
