@@ -36,7 +36,7 @@ impl TokenTable {
         Self { by_digest }
     }
 
-    /// The demo tokens of DESIGN.md §1, so that the gateway runs with no configuration.
+    /// The demo tokens (docs/client-contract.md), so that the gateway runs with no configuration.
     pub fn demo() -> Self {
         Self::new([
             ("valid-token-1", "user_1"),

@@ -56,7 +56,7 @@ impl PermissionTable {
         Self { by_user }
     }
 
-    /// The demo permissions of DESIGN.md §1.
+    /// The demo permissions (docs/client-contract.md, "Demo identities").
     pub fn demo() -> Self {
         Self::new([
             ("user_1", vec!["project_one"]),

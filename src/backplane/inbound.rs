@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use super::{BackplaneError, Broadcast, Control, Inbound, InboundTx};
-use crate::logs::LogLimiter;
+use crate::{
+    logs::LogLimiter,
+    telemetry::{BackplaneKind, DecodeErrorKind},
+};
 
 /// A new server uid. Never the 6-character form Node adapters use, so uids cannot collide.
 pub(super) fn new_uid() -> String {
@@ -55,7 +58,7 @@ impl Receiver {
         match Control::decode(payload) {
             Ok(c) => Some(Inbound::Control(c)),
             Err(e) => {
-                self.bad_message("bad_control", &e.to_string());
+                self.bad_message(DecodeErrorKind::BadControl, &e.to_string());
                 None
             }
         }
@@ -65,21 +68,21 @@ impl Receiver {
     /// inbound channel behind (Redis pub/sub cannot be slowed down: this is where a burst
     /// is absorbed).
     pub(super) async fn forward(&self, msg: Inbound) {
-        let kind = match &msg {
-            Inbound::Broadcast(_) => "broadcast",
-            Inbound::Request(_) => "request",
-            Inbound::Control(_) => "control",
-        };
-        metrics::counter!("wsgate_backplane_messages_total", "kind" => kind).increment(1);
+        match &msg {
+            Inbound::Broadcast(_) => BackplaneKind::Broadcast,
+            Inbound::Request(_) => BackplaneKind::Request,
+            Inbound::Control(_) => BackplaneKind::Control,
+        }
+        .count();
         let _ = self.inbound.send(msg).await;
     }
 
     /// Count a message that does not decode and log it, at most once per kind per 10 s.
-    pub(super) fn bad_message(&self, kind: &'static str, detail: &str) {
-        metrics::counter!("wsgate_backplane_decode_errors_total", "kind" => kind).increment(1);
-        if let Some(held) = self.logs.allow(kind) {
+    pub(super) fn bad_message(&self, kind: DecodeErrorKind, detail: &str) {
+        kind.count();
+        if let Some(held) = self.logs.allow(kind.as_str()) {
             tracing::warn!(
-                kind,
+                kind = kind.as_str(),
                 suppressed = held,
                 detail,
                 "dropped a backplane message that does not decode"

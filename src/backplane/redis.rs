@@ -31,6 +31,7 @@ use super::{
     stream::{self, HistoryConfig},
     wire,
 };
+use crate::telemetry::DecodeErrorKind;
 
 /// How often the subscriber checks that Redis still answers, and how long it waits.
 const PING_EVERY: Duration = Duration::from_secs(5);
@@ -341,7 +342,7 @@ impl Subscriber {
             match request::decode(payload) {
                 Ok(r) if rx.is_own(r.uid.as_deref()) => return,
                 Ok(r) => Inbound::Request(r),
-                Err(e) => return rx.bad_message("bad_request", &e.to_string()),
+                Err(e) => return rx.bad_message(DecodeErrorKind::BadRequest, &e.to_string()),
             }
         } else {
             match wire::decode(payload) {

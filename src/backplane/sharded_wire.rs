@@ -18,6 +18,8 @@
 //! - `uid` is the sender's id: a server skips its own messages by it. Emitters use `emitter`.
 
 use rmpv::Value;
+
+use crate::telemetry::DecodeErrorKind;
 use serde_json::{Value as Json, json};
 
 use super::{
@@ -92,10 +94,10 @@ pub enum ShardedError {
 
 impl ShardedError {
     /// A bounded label for metrics and logs.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> DecodeErrorKind {
         match self {
-            ShardedError::Encoding(_) => "sharded_encoding",
-            ShardedError::Shape(_) => "sharded_shape",
+            ShardedError::Encoding(_) => DecodeErrorKind::ShardedEncoding,
+            ShardedError::Shape(_) => DecodeErrorKind::ShardedShape,
             ShardedError::Event(e) => e.kind(),
         }
     }
@@ -302,18 +304,6 @@ mod tests {
     const NODE_FETCH_RESPONSE: &str =
         r#"{"type":8,"data":{"requestId":"q1","sockets":[]},"uid":"abc123","nsp":"/"}"#;
 
-    fn update() -> Broadcast {
-        Broadcast {
-            event: "update".into(),
-            args: Args(vec![wire::from_json(&json!({"x": 1}))]),
-            rooms: vec!["project_one".into()],
-            except: vec![],
-            volatile: false,
-            sent_at: None,
-            position: None,
-        }
-    }
-
     #[test]
     fn decodes_a_node_json_broadcast() {
         let m = decode(NODE_JSON_ROOM.as_bytes()).unwrap();
@@ -322,7 +312,7 @@ mod tests {
             Message::Broadcast {
                 uid: "abc123".into(),
                 nsp: "/".into(),
-                broadcast: update()
+                broadcast: wire::example_update()
             }
         );
     }
@@ -330,7 +320,7 @@ mod tests {
     #[test]
     fn encodes_byte_for_byte_what_node_sends() {
         assert_eq!(
-            String::from_utf8(encode_broadcast("abc123", &update())).unwrap(),
+            String::from_utf8(encode_broadcast("abc123", &wire::example_update())).unwrap(),
             NODE_JSON_ROOM
         );
         let b = Broadcast {
@@ -356,8 +346,11 @@ mod tests {
 
     #[test]
     fn channels_follow_dynamic_mode() {
-        assert_eq!(channel_for(&update()), "socket.io#/#project_one#");
-        let mut b = update();
+        assert_eq!(
+            channel_for(&wire::example_update()),
+            "socket.io#/#project_one#"
+        );
+        let mut b = wire::example_update();
         b.rooms = vec!["x".repeat(20)];
         assert_eq!(channel_for(&b), "socket.io#/#", "socket-id-like rooms");
         b.rooms = vec![];

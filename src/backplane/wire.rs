@@ -9,6 +9,8 @@ use rmpv::Value;
 use serde::ser::{Serialize, SerializeTuple, Serializer};
 
 use super::Broadcast;
+use crate::telemetry::DecodeErrorKind;
+
 use super::position::{EPOCH_FLAG, MAX_EPOCH, OFFSET_FLAG, Position};
 
 /// Socket.IO packet type of an event.
@@ -57,12 +59,12 @@ pub enum WireError {
 
 impl WireError {
     /// A bounded label for metrics and logs.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> DecodeErrorKind {
         match self {
-            WireError::NotMsgpack(_) => "not_msgpack",
-            WireError::NotEnvelope => "not_envelope",
-            WireError::BadPacket(_) => "bad_packet",
-            WireError::BadOpts(_) => "bad_opts",
+            WireError::NotMsgpack(_) => DecodeErrorKind::NotMsgpack,
+            WireError::NotEnvelope => DecodeErrorKind::NotEnvelope,
+            WireError::BadPacket(_) => DecodeErrorKind::BadPacket,
+            WireError::BadOpts(_) => DecodeErrorKind::BadOpts,
         }
     }
 }
@@ -312,6 +314,18 @@ pub fn from_json(v: &serde_json::Value) -> Value {
     }
 }
 
+/// The update of the documented example (`update {x: 1}` to `project_one`), shared by the
+/// codecs' tests.
+#[cfg(test)]
+pub(crate) fn example_update() -> Broadcast {
+    Broadcast {
+        event: "update".into(),
+        args: Args(vec![from_json(&serde_json::json!({"x": 1}))]),
+        rooms: vec!["project_one".into()],
+        ..Broadcast::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,21 +340,9 @@ mod tests {
             .collect()
     }
 
-    fn update_x1() -> Broadcast {
-        Broadcast {
-            event: "update".into(),
-            args: Args(vec![from_json(&serde_json::json!({"x": 1}))]),
-            rooms: vec!["project_one".into()],
-            except: vec![],
-            volatile: false,
-            sent_at: None,
-            position: None,
-        }
-    }
-
     #[test]
     fn encode_matches_the_documented_example_byte_for_byte() {
-        assert_eq!(encode("emitter", &update_x1()), unhex(EXAMPLE_HEX));
+        assert_eq!(encode("emitter", &example_update()), unhex(EXAMPLE_HEX));
     }
 
     #[test]
@@ -348,7 +350,7 @@ mod tests {
         let e = decode(&unhex(EXAMPLE_HEX)).unwrap();
         assert_eq!(e.uid, "emitter");
         assert_eq!(e.nsp, "/");
-        assert_eq!(e.broadcast, update_x1());
+        assert_eq!(e.broadcast, example_update());
     }
 
     #[test]
@@ -387,7 +389,7 @@ mod tests {
 
     #[test]
     fn send_time_stamp_round_trips_in_flags() {
-        let mut b = update_x1();
+        let mut b = example_update();
         b.sent_at = Some(1_795_775_643_160.5);
         let e = decode(&encode("emitter", &b)).unwrap();
         assert_eq!(e.broadcast, b);
@@ -395,7 +397,7 @@ mod tests {
 
     #[test]
     fn open_message_completed_like_the_script_decodes_with_its_position() {
-        let mut b = update_x1();
+        let mut b = example_update();
         b.volatile = true;
         b.sent_at = Some(5.0);
         let mut bytes = encode_open("emitter", &b);

@@ -5,7 +5,7 @@
 //! matching socket, but when a socket's queue is full it only reports "some socket was full"
 //! (`BroadcastError::Socket(Vec<SocketError>)` names none), and its API has no way to send
 //! pre-encoded bytes to one socket. Without the socket's id a slow consumer cannot be
-//! disconnected, so it would lose messages in silence (DESIGN.md §5).
+//! disconnected, so it would lose messages in silence (docs/client-contract.md, "Slow clients").
 //!
 //! This adapter keeps socketioxide's room registry ([`CoreLocalAdapter`]) and changes one
 //! thing: a non-volatile broadcast is handed to the matching sockets one at a time, so a

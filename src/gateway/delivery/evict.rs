@@ -1,5 +1,5 @@
 //! Slow consumers: a socket whose queue was full when an update came is disconnected with
-//! a reason instead of losing updates in silence (DESIGN.md §5).
+//! a reason instead of losing updates in silence (docs/client-contract.md, "Slow clients").
 //!
 //! The adapter reports the socket (see [`super::adapter`]); this task, off the delivery
 //! path, takes it out of every room at once (so nothing more is queued for it and its

@@ -50,7 +50,7 @@ pub enum ClientError {
         data: Value,
     },
     /// The socket did not read fast enough: its queue of `max_buffer` packets was full when
-    /// an update came, so it missed that update and is being disconnected (DESIGN.md §5).
+    /// an update came, so it missed that update and is being disconnected (docs/client-contract.md, "Slow clients").
     #[error("slow consumer")]
     SlowConsumer {
         /// The queue bound that was reached (`--max-buffer`).
