@@ -7,6 +7,7 @@
 // - startReplica(): a replica on a chosen port that the test can SIGTERM (drain) or
 //   SIGKILL, and restart on the same port; startHaproxy(): haproxy in front of replicas
 //   (round robin, /readyz checks, cookie affinity for long-polling).
+// - startPyClients(): stock python-socketio clients (tests/py/stock_client.py).
 // - small socket.io-client helpers (connect, wait for an event, record events).
 //
 // Every child process is started through a tiny `sh` guard that kills the child
@@ -307,6 +308,79 @@ export async function startHaproxy(ports, { inter = '300ms', rise = 2 } = {}) {
       await Promise.race([exited, idleSleep(5000)]);
       rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// python-socketio clients (tests/py/stock_client.py)
+// ---------------------------------------------------------------------------
+
+/**
+ * The Python that has tests/py/requirements.txt installed: $WSGATE_PYTHON (tests/run.sh
+ * sets it), else target/py-venv/bin/python (where tests/run.sh creates it).
+ */
+export function pythonBin() {
+  const fromEnv = process.env.WSGATE_PYTHON;
+  if (fromEnv && fromEnv.trim() !== '') return path.resolve(process.env.INIT_CWD ?? process.cwd(), fromEnv);
+  return path.join(ROOT, 'target', 'py-venv', 'bin', 'python');
+}
+
+/**
+ * Run stock python-socketio clients (default reconnection; on every `connect` each joins
+ * its project) in one Python process. `clients`: [{token, project, transports?}]
+ * (`transports` absent: the library's default, long-polling then websocket).
+ * Returns { clients, stderr(), alive(), stop() }; each of `clients` is kept up to date from
+ * the process's reports: { spec, connected, connects: [t], joins: [{t, answer}],
+ * disconnects: [{reason, at}], connectErrors: [{message, at}], events: [{name, args, at}] }.
+ */
+export async function startPyClients(url, clients, { timeoutMs = 10000 } = {}) {
+  const bin = pythonBin();
+  if (!existsSync(bin)) {
+    throw new Error(`no Python with python-socketio at ${bin}: run tests/run.sh (it creates target/py-venv ` +
+      'from tests/py/requirements.txt) or set WSGATE_PYTHON');
+  }
+  const script = path.join(ROOT, 'tests', 'py', 'stock_client.py');
+  const { child, state, exitedPromise } = spawnGuarded(bin, ['-u', script, JSON.stringify({ url, clients })]);
+  const records = clients.map((spec) => ({
+    spec, connected: false, connects: [], joins: [], disconnects: [], connectErrors: [], events: [],
+  }));
+  let started = false;
+  let stderr = '';
+  let buf = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d) => { stderr = tail(stderr + d, 50000); });
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.trim() === '') continue;
+      let r;
+      try { r = JSON.parse(line); } catch { stderr = tail(`${stderr}\nnot JSON on stdout: ${line}`, 50000); continue; }
+      if (r.ev === 'started') { started = true; continue; }
+      const c = records[r.c];
+      if (!c) { stderr = tail(`${stderr}\n${line}`, 50000); continue; }
+      if (r.ev === 'connect') { c.connected = true; c.connects.push(r.t); }
+      else if (r.ev === 'joined') c.joins.push({ t: r.t, answer: r.answer });
+      else if (r.ev === 'disconnect') { c.connected = false; c.disconnects.push({ reason: r.reason, at: r.t }); }
+      else if (r.ev === 'connect_error') c.connectErrors.push({ message: r.message, at: r.t });
+      else if (r.ev === 'event') c.events.push({ name: r.name, args: r.args, at: r.t });
+    }
+  });
+  try {
+    await waitUntil(() => started || state.exited, { timeoutMs, what: 'python clients started' });
+  } catch (e) {
+    await stopGuarded(child, exitedPromise);
+    throw new Error(`${e.message}\n${stderr}`);
+  }
+  if (state.exited) throw new Error(`${bin} ${script} exited (code ${state.code}):\n${stderr}`);
+  return {
+    clients: records,
+    stderr: () => stderr,
+    alive: () => !state.exited,
+    stop: () => stopGuarded(child, exitedPromise),
   };
 }
 
