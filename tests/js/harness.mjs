@@ -4,6 +4,10 @@
 //   `WSGATE_LISTENING=host:port` line it prints on stdout.
 // - startRedis(): runs a throw-away `redis-server` on a free loopback port
 //   (never 6379) with persistence off, and waits until it answers PING.
+// - startReplica(): a replica on a chosen port that the test can SIGTERM (drain) or
+//   SIGKILL, and restart on the same port; startHaproxy(): haproxy in front of replicas
+//   (round robin, /readyz checks, cookie affinity for long-polling).
+// - startPyClients(): stock python-socketio clients (tests/py/stock_client.py).
 // - small socket.io-client helpers (connect, wait for an event, record events).
 //
 // Every child process is started through a tiny `sh` guard that kills the child
@@ -11,8 +15,9 @@
 // when the test runner is killed. Every wait has a timeout.
 
 import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -24,6 +29,7 @@ export { sleep };
 export const idleSleep = (ms) => sleep(ms, undefined, { ref: false });
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '..', '..');
 
 /**
  * Path of the gateway binary: $WSGATE_BIN (a relative path is taken from the directory
@@ -188,6 +194,194 @@ export async function runWsgate(args, { timeoutMs = 20000, env = {} } = {}) {
   // let the pipes drain
   await sleep(20);
   return { code: res.code, signal: res.signal, stdout, stderr };
+}
+
+// ---------------------------------------------------------------------------
+// replicas that get real signals, and haproxy in front of them
+// ---------------------------------------------------------------------------
+
+// Started without the guard (which would turn SIGTERM into SIGKILL), so that a test can
+// drain them; killed with SIGKILL when this process exits.
+const unguarded = new Set();
+process.on('exit', () => { for (const c of unguarded) { try { c.kill('SIGKILL'); } catch { /* gone */ } } });
+
+/**
+ * Start `wsgate serve --listen 127.0.0.1:PORT ...args` (PORT 0: any free port), wait for
+ * WSGATE_LISTENING and (unless `ready: false`) for /readyz 200. Send it signals with
+ * child.kill(); `exited` resolves with {code, signal, at}. Returns
+ * { url, port, address, child, exited, alive(), stderr(), kill() }.
+ */
+export async function startReplica(args, { port = 0, ready = true, timeoutMs = 20000, env = {} } = {}) {
+  const bin = gatewayBin();
+  if (!existsSync(bin)) throw new Error(`wsgate binary not found at ${bin}`);
+  const fullArgs = ['serve', '--listen', `127.0.0.1:${port}`, ...args];
+  const child = spawn(bin, fullArgs, { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv(env) });
+  unguarded.add(child);
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d) => { stderr = tail(stderr + d, 50000); });
+  const state = { exited: false };
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => {
+    state.exited = true;
+    unguarded.delete(child);
+    resolve({ code, signal, at: Date.now() });
+  }));
+  const address = await new Promise((resolve, reject) => {
+    let out = '';
+    const t = setTimeout(() => reject(new Error(`replica ${fullArgs.join(' ')}: no WSGATE_LISTENING\n${tail(stderr)}`)), timeoutMs);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /^WSGATE_LISTENING=(\S+)\s*$/m.exec(out);
+      if (m) { clearTimeout(t); resolve(m[1]); }
+    });
+    exited.then(({ code, signal }) => {
+      clearTimeout(t);
+      reject(new Error(`replica ${fullArgs.join(' ')} exited (code ${code}, signal ${signal})\n${tail(stderr)}`));
+    });
+  }).catch((e) => { try { child.kill('SIGKILL'); } catch { /* gone */ } throw e; });
+  const logDir = process.env.WSGATE_TEST_LOGS;
+  if (logDir) {
+    const file = path.join(logDir, `wsgate-${address.replace(/[^0-9A-Za-z.]/g, '_')}.log`);
+    mkdirSync(logDir, { recursive: true });
+    appendFileSync(file, `# ${bin} ${fullArgs.join(' ')}\n${stderr}`);
+    child.stderr.on('data', (d) => { try { appendFileSync(file, d); } catch { /* ignore */ } });
+  }
+  const url = `http://${address}`;
+  if (ready) {
+    await waitUntil(async () => (await fetch(`${url}/readyz`)).status === 200, { timeoutMs, what: `${url} ready` });
+  }
+  return {
+    url,
+    address,
+    port: Number(address.slice(address.lastIndexOf(':') + 1)),
+    child,
+    exited,
+    alive: () => !state.exited,
+    stderr: () => stderr,
+    async kill() {
+      try { child.kill('SIGKILL'); } catch { /* gone */ }
+      await Promise.race([exited, idleSleep(5000)]);
+    },
+  };
+}
+
+/**
+ * haproxy on a free loopback port in front of the replicas on `ports`, configured as
+ * deploy/local-fleet.sh does: round robin, health checks on /readyz (a draining replica
+ * gets no new clients), and a cookie that keeps every request of a long-polling session on
+ * one replica (a Node client sends it back with `withCredentials: true`). Websockets are
+ * tunnelled. Returns { url, port, stop(), log() }.
+ */
+export async function startHaproxy(ports, { inter = '300ms', rise = 2 } = {}) {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wsgate-haproxy-'));
+  const cfg = path.join(dir, 'haproxy.cfg');
+  writeFileSync(cfg, [
+    'global', '  maxconn 4096',
+    'defaults', '  mode http', '  timeout connect 2s', '  timeout client 70s', '  timeout server 70s', '  timeout tunnel 1h',
+    'frontend wsgate', `  bind 127.0.0.1:${port}`, '  default_backend wsgate',
+    'backend wsgate', '  balance roundrobin', '  cookie WSGATE insert indirect nocache',
+    '  option httpchk GET /readyz', '  http-check expect status 200',
+    `  default-server inter ${inter} fall 1 rise ${rise}`,
+    ...ports.map((p, i) => `  server r${i} 127.0.0.1:${p} check cookie r${i}`), '',
+  ].join('\n'));
+  const child = spawn('haproxy', ['-f', cfg, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  unguarded.add(child);
+  let log = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d) => { log = tail(log + d, 20000); });
+  const exited = new Promise((resolve) => child.on('exit', () => { unguarded.delete(child); resolve(); }));
+  child.on('error', (e) => { log += `\n${e.message}`; });
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitUntil(async () => (await fetch(`${url}/healthz`)).status === 200, { timeoutMs: 10000, what: `haproxy up (${log})` });
+  } catch (e) {
+    try { child.kill('SIGKILL'); } catch { /* gone */ }
+    throw e;
+  }
+  return {
+    url,
+    port,
+    log: () => log,
+    async stop() {
+      try { child.kill('SIGKILL'); } catch { /* gone */ }
+      await Promise.race([exited, idleSleep(5000)]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// python-socketio clients (tests/py/stock_client.py)
+// ---------------------------------------------------------------------------
+
+/**
+ * The Python that has tests/py/requirements.txt installed: $WSGATE_PYTHON (tests/run.sh
+ * sets it), else target/py-venv/bin/python (where tests/run.sh creates it).
+ */
+export function pythonBin() {
+  const fromEnv = process.env.WSGATE_PYTHON;
+  if (fromEnv && fromEnv.trim() !== '') return path.resolve(process.env.INIT_CWD ?? process.cwd(), fromEnv);
+  return path.join(ROOT, 'target', 'py-venv', 'bin', 'python');
+}
+
+/**
+ * Run stock python-socketio clients (default reconnection; on every `connect` each joins
+ * its project) in one Python process. `clients`: [{token, project, transports?}]
+ * (`transports` absent: the library's default, long-polling then websocket).
+ * Returns { clients, stderr(), alive(), stop() }; each of `clients` is kept up to date from
+ * the process's reports: { spec, connected, connects: [t], joins: [{t, answer}],
+ * disconnects: [{reason, at}], connectErrors: [{message, at}], events: [{name, args, at}] }.
+ */
+export async function startPyClients(url, clients, { timeoutMs = 10000 } = {}) {
+  const bin = pythonBin();
+  if (!existsSync(bin)) {
+    throw new Error(`no Python with python-socketio at ${bin}: run tests/run.sh (it creates target/py-venv ` +
+      'from tests/py/requirements.txt) or set WSGATE_PYTHON');
+  }
+  const script = path.join(ROOT, 'tests', 'py', 'stock_client.py');
+  const { child, state, exitedPromise } = spawnGuarded(bin, ['-u', script, JSON.stringify({ url, clients })]);
+  const records = clients.map((spec) => ({
+    spec, connected: false, connects: [], joins: [], disconnects: [], connectErrors: [], events: [],
+  }));
+  let started = false;
+  let stderr = '';
+  let buf = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d) => { stderr = tail(stderr + d, 50000); });
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.trim() === '') continue;
+      let r;
+      try { r = JSON.parse(line); } catch { stderr = tail(`${stderr}\nnot JSON on stdout: ${line}`, 50000); continue; }
+      if (r.ev === 'started') { started = true; continue; }
+      const c = records[r.c];
+      if (!c) { stderr = tail(`${stderr}\n${line}`, 50000); continue; }
+      if (r.ev === 'connect') { c.connected = true; c.connects.push(r.t); }
+      else if (r.ev === 'joined') c.joins.push({ t: r.t, answer: r.answer });
+      else if (r.ev === 'disconnect') { c.connected = false; c.disconnects.push({ reason: r.reason, at: r.t }); }
+      else if (r.ev === 'connect_error') c.connectErrors.push({ message: r.message, at: r.t });
+      else if (r.ev === 'event') c.events.push({ name: r.name, args: r.args, at: r.t });
+    }
+  });
+  try {
+    await waitUntil(() => started || state.exited, { timeoutMs, what: 'python clients started' });
+  } catch (e) {
+    await stopGuarded(child, exitedPromise);
+    throw new Error(`${e.message}\n${stderr}`);
+  }
+  if (state.exited) throw new Error(`${bin} ${script} exited (code ${state.code}):\n${stderr}`);
+  return {
+    clients: records,
+    stderr: () => stderr,
+    alive: () => !state.exited,
+    stop: () => stopGuarded(child, exitedPromise),
+  };
 }
 
 // ---------------------------------------------------------------------------

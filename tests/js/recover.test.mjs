@@ -10,7 +10,6 @@
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, writeFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,7 +22,7 @@ import { Emitter } from '@socket.io/redis-emitter';
 import { createClient } from 'redis';
 import {
   startGateway, startRedis, runWsgate, connectClient, closeAllClients, ack, sleep, waitUntil,
-  freePort, gatewayBin, redisRaw,
+  freePort, redisRaw, startReplica, startHaproxy,
 } from './harness.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -42,49 +41,6 @@ before(async () => {
   identity = ['--tokens', tokens, '--permissions', perms];
 });
 after(async () => { if (dir) await rm(dir, { recursive: true, force: true }); });
-
-const started = new Set();
-process.on('exit', () => { for (const c of started) { try { c.kill('SIGKILL'); } catch { /* gone */ } } });
-
-/** A replica on a fixed port, without the harness guard, so it can get SIGTERM or SIGKILL. */
-async function startReplica(port, args) {
-  const child = spawn(gatewayBin(), ['serve', '--listen', `127.0.0.1:${port}`, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  started.add(child);
-  let stderr = '';
-  child.stderr.on('data', (d) => { stderr = (stderr + d).slice(-20000); });
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => { started.delete(child); resolve({ code, signal }); }));
-  await new Promise((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`replica on ${port}: no WSGATE_LISTENING\n${stderr}`)), 20000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (/WSGATE_LISTENING=/.test(out)) { clearTimeout(t); resolve(); }
-    });
-    child.on('exit', (code) => { clearTimeout(t); reject(new Error(`replica on ${port} exited ${code}\n${stderr}`)); });
-  });
-  const url = `http://127.0.0.1:${port}`;
-  await waitUntil(async () => (await fetch(`${url}/readyz`)).status === 200, { timeoutMs: 10000, what: `${url} ready` });
-  return { url, port, child, exited, stderr: () => stderr };
-}
-
-/** haproxy in front of `ports` (websocket only, health-checked on /readyz, as deploy/local-fleet.sh). */
-async function startHaproxy(ports) {
-  const lbPort = await freePort();
-  const cfg = path.join(dir, `haproxy-${lbPort}.cfg`);
-  await writeFile(cfg, [
-    'global', '  maxconn 4096',
-    'defaults', '  mode http', '  timeout connect 2s', '  timeout client 70s', '  timeout server 70s', '  timeout tunnel 1h',
-    'frontend wsgate', `  bind 127.0.0.1:${lbPort}`, '  default_backend wsgate',
-    'backend wsgate', '  balance roundrobin', '  option httpchk GET /readyz', '  http-check expect status 200',
-    '  default-server inter 300ms fall 1 rise 2',
-    ...ports.map((p, i) => `  server r${i} 127.0.0.1:${p} check`), '',
-  ].join('\n'));
-  const child = spawn('haproxy', ['-f', cfg, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  started.add(child);
-  const url = `http://127.0.0.1:${lbPort}`;
-  await waitUntil(async () => (await fetch(`${url}/healthz`)).status === 200, { timeoutMs: 10000, what: 'haproxy up' });
-  return { url, stop: () => { try { child.kill('SIGKILL'); } catch { /* gone */ } started.delete(child); } };
-}
 
 /**
  * A client as an application would write it with clients/recover.mjs: it joins `room` with
@@ -134,13 +90,13 @@ describe('a fleet behind haproxy: rolling restart and replica loss', () => {
     args = ['--redis-url', redis.url, ...identity, '--history-size', '1000', '--history-ttl', '1m',
       '--drain-window', '1500ms', '--drain-deadline', '4s'];
     const ports = await Promise.all([freePort(), freePort(), freePort()]);
-    replicas = await Promise.all(ports.map((p) => startReplica(p, args)));
+    replicas = await Promise.all(ports.map((port) => startReplica(args, { port })));
     lb = await startHaproxy(ports);
   });
   after(async () => {
     closeClients(clients);
-    lb?.stop();
-    for (const r of replicas) { try { r.child.kill('SIGKILL'); } catch { /* gone */ } }
+    await lb?.stop();
+    for (const r of replicas) await r.kill();
     await redis?.stop();
   });
 
@@ -156,7 +112,7 @@ describe('a fleet behind haproxy: rolling restart and replica loss', () => {
       old.child.kill('SIGTERM');
       const exit = await old.exited;
       assert.equal(exit.code, 0, `drained replica exit; stderr:\n${old.stderr()}`);
-      replicas[i] = await startReplica(old.port, args);
+      replicas[i] = await startReplica(args, { port: old.port });
       await sleep(1500); // haproxy sees it up again (rise 2 x 300 ms) before the next one goes
     }
     for (const p of await publishing) assert.equal(p.code, 0, p.stderr);
