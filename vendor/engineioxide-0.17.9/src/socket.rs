@@ -462,10 +462,17 @@ where
 
     /// Immediately closes the socket and the underlying connection.
     /// The socket will be removed from the `Engine` and the [`Handler`](crate::handler::EngineIoHandler) will be notified.
+    ///
+    /// As in the reference implementation, only a polling session is sent a close packet (the
+    /// answer to its pending or next poll); a websocket connection is closed with a close frame.
+    /// Clients treat a close packet as "the server does not want me back" (python-engineio does
+    /// not reconnect after it), and a websocket close frame as a lost transport.
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self)))]
     pub fn close(&self, reason: DisconnectReason) {
         // Try to send a close packet is the connection is still operational.
-        self.send(Packet::Close).ok();
+        if !self.is_ws() {
+            self.send(Packet::Close).ok();
+        }
 
         (self.close_fn)(self.id, reason);
     }
