@@ -130,6 +130,14 @@ impl Gateway {
 }
 
 fn on_connect(gw: Arc<Gateway>, socket: Socket) {
+    if socket
+        .extensions
+        .get::<connect::ArrivedDraining>()
+        .is_some()
+    {
+        connection::close::close_transport(&socket);
+        return;
+    }
     metrics::gauge!("wsgate_connections").increment(1.0);
     gw.limits.on_connect(&socket);
     events::register(&gw, &socket);

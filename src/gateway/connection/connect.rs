@@ -15,8 +15,12 @@ pub const UNAUTHORIZED: &str = "Unauthorized";
 /// most connections allowed.
 pub const TOO_MANY_CONNECTIONS: &str = "Too many connections";
 
-/// The message of a client refused because this replica is shutting down.
-pub const DRAINING: &str = "Server shutting down";
+/// Marks a socket whose CONNECT reached a draining replica: it is accepted and its
+/// transport closed at once (see `gateway::on_connect`), because a `connect_error` would
+/// make the stock client give up, while a closed transport sends it through the load
+/// balancer to a ready replica.
+#[derive(Clone, Copy)]
+pub(crate) struct ArrivedDraining;
 
 /// Authenticate from the `Authorization` header or `auth.token`; on success the socket
 /// carries its [`Identity`] in its extensions. Every handshake is counted here, once.
@@ -32,13 +36,19 @@ pub fn authenticate(
             socket.extensions.insert(identity);
             Ok(())
         }
+        Err(ConnectResult::Draining) => {
+            ConnectResult::Draining.count();
+            socket.extensions.insert(ArrivedDraining);
+            Ok(())
+        }
         Err(refused) => {
             refused.count();
             Err(match refused {
-                ConnectResult::Draining => DRAINING,
                 ConnectResult::Limited => TOO_MANY_CONNECTIONS,
-                // `Ok` is never a refusal.
-                ConnectResult::Unauthorized | ConnectResult::Ok => UNAUTHORIZED,
+                // `Ok` and `Draining` are never a refusal.
+                ConnectResult::Unauthorized | ConnectResult::Ok | ConnectResult::Draining => {
+                    UNAUTHORIZED
+                }
             })
         }
     }

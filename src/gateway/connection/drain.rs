@@ -1,10 +1,10 @@
 //! Graceful drain: after SIGTERM, close this replica's clients in batches spread over a
 //! window, so they reconnect to other replicas a few at a time instead of all at once.
 //!
-//! Each socket gets a Socket.IO disconnect (the client sees `io server disconnect` and
-//! reconnects through the load balancer, which no longer routes to this replica because
-//! `/readyz` is false). New clients are refused meanwhile by the connect middleware and
-//! the HTTP layer, so the set only shrinks.
+//! Each socket's transport is closed (`super::close::close_transport`): the client sees
+//! `transport close` and reconnects by itself through the load balancer, which no longer
+//! routes to this replica because `/readyz` is false. New clients are refused meanwhile by
+//! the connect middleware and the HTTP layer, so the set only shrinks.
 
 use std::time::Duration;
 
@@ -14,14 +14,19 @@ use tokio::time::Instant;
 /// Time between two batches.
 const TICK: Duration = Duration::from_millis(100);
 
-/// Disconnect every socket of `io` in batches over `window`, then return. Sockets that
+/// Marks a socket whose transport the drain is closing, so a later batch skips it while
+/// its close completes.
+#[derive(Clone, Copy)]
+struct Closing;
+
+/// Close every socket of `io` in batches over `window`, then return. Sockets that
 /// connected before draining began and are still there at the end are closed in the last
 /// batch.
 pub async fn run(io: &Io, window: Duration) {
     let started = Instant::now();
     let end = started + window;
     let total = io.sockets().len();
-    tracing::info!(clients = total, window = ?window, "draining: disconnecting clients in batches");
+    tracing::info!(clients = total, window = ?window, "draining: closing clients' transports in batches");
     let mut tick = tokio::time::interval(TICK);
     loop {
         tick.tick().await;
@@ -29,13 +34,16 @@ pub async fn run(io: &Io, window: Duration) {
         if sockets.is_empty() {
             break;
         }
+        let open: Vec<_> = sockets
+            .into_iter()
+            .filter(|s| s.extensions.get::<Closing>().is_none())
+            .collect();
         let now = Instant::now();
-        let batch = batch_size(sockets.len(), end.saturating_duration_since(now));
-        for s in sockets.into_iter().take(batch) {
+        let batch = batch_size(open.len(), end.saturating_duration_since(now));
+        for s in open.into_iter().take(batch) {
+            s.extensions.insert(Closing);
             metrics::counter!("wsgate_drain_disconnects_total").increment(1);
-            if let Err(e) = s.disconnect() {
-                tracing::debug!(error = %e, "drain: disconnect failed; closed at exit");
-            }
+            super::close::close_transport(&s);
         }
     }
     tracing::info!(clients = total, took = ?started.elapsed(), "drained");

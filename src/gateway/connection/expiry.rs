@@ -53,5 +53,6 @@ async fn watch_expiry(socket: Socket, mut rx: watch::Receiver<u64>) {
     if let Err(e) = socket.emit(TOKEN_EXPIRED, &json!({"message": "Token expired"})) {
         tracing::debug!(sid = %socket.id, error = %e, "could not send token_expired");
     }
-    let _ = socket.disconnect();
+    // "Do not come back" with this token: the client must get a new one first.
+    let _ = super::close::disconnect_for_good(&socket);
 }

@@ -15,7 +15,13 @@ use super::{
 use crate::{
     auth::Identity,
     backplane::{Args, Broadcast, Inbound, InboundRx, Request, RequestKind, request},
-    gateway::{Adapter, Gateway, Io, Socket, connection::revoke},
+    gateway::{
+        Adapter, Gateway, Io, Socket,
+        connection::{
+            close::{close_transport, disconnect_for_good},
+            revoke,
+        },
+    },
     telemetry::DeliveryOutcome,
 };
 
@@ -220,9 +226,14 @@ async fn on_request(io: &Io, gw: &Gateway, r: Request) {
             }
             None
         }
-        (RequestKind::Disconnect { .. }, _) => {
+        (RequestKind::Disconnect { close }, _) => {
+            // As Node: the DISCONNECT either way (the client stays offline); `close` ends
+            // the connection too.
             for s in select(io, &r) {
-                let _ = s.disconnect();
+                if *close {
+                    close_transport(&s);
+                }
+                let _ = disconnect_for_good(&s);
             }
             None
         }

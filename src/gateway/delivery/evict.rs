@@ -4,21 +4,22 @@
 //! The adapter reports the socket (see [`super::adapter`]); this task, off the delivery
 //! path, takes it out of every room at once (so nothing more is queued for it and its
 //! memory stays bounded by `--max-buffer`), counts it, and then tells it: the `exception`
-//! `Too slow: disconnected`, then a Socket.IO disconnect. Both need room in the very queue
-//! that was full, so they are retried until the client has read enough or the socket is
-//! gone. A client that reads nothing at all is closed by engine.io itself: its next ping
-//! finds the queue full and the transport is closed (at most `--ping-interval` later).
+//! `Too slow: disconnected` (retried until its queue has room), then its transport is
+//! closed, so the stock client reconnects by itself (`transport close`) and, with room
+//! history, recovers what it missed. A client that never makes room gets the close without
+//! the reason after `GIVE_UP_AFTER`.
 
 use std::{sync::Arc, time::Duration};
 
-use socketioxide::SocketError;
 use tokio::time::Instant;
 
-use crate::gateway::{ClientError, Gateway, Io, OverflowRx, Socket};
+use crate::gateway::{
+    ClientError, Gateway, Io, OverflowRx, Socket, connection::close::close_transport,
+};
 
-/// How often a full socket is offered the goodbye again.
+/// How often a full socket is offered the reason again.
 const RETRY_EVERY: Duration = Duration::from_millis(50);
-/// After this the socket is left to engine.io's heartbeat (it is out of every room already).
+/// After this the transport is closed without the reason (it is out of every room already).
 const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
 /// Marks a socket being evicted, so that repeated reports act once.
@@ -46,26 +47,23 @@ pub async fn run(io: Io, gw: Arc<Gateway>, mut reports: OverflowRx, max_buffer: 
             sid = %sid,
             user = user.as_deref().unwrap_or("-"),
             max_buffer,
-            "slow consumer: its queue was full, it missed an update; disconnecting it"
+            "slow consumer: its queue was full, it missed an update; closing its transport"
         );
         tokio::spawn(goodbye(socket, max_buffer));
     }
 }
 
-/// Tell the socket why, then disconnect it, as soon as its queue takes the packets.
+/// Tell the socket why as soon as its queue takes the packet, then close its transport.
 async fn goodbye(socket: Socket, max_buffer: usize) {
     let give_up = Instant::now() + GIVE_UP_AFTER;
     let reason = ClientError::SlowConsumer { max_buffer };
-    let mut told = false;
     while Instant::now() < give_up && socket.connected() {
-        told = told || reason.emit(&socket);
-        if told {
-            match socket.clone().disconnect() {
-                Err(SocketError::InternalChannelFull) => {}
-                Ok(()) | Err(SocketError::Closed) => return,
-            }
+        if reason.emit(&socket) {
+            break;
         }
         tokio::time::sleep(RETRY_EVERY).await;
     }
-    tracing::debug!(sid = %socket.id, "slow consumer left to the engine.io heartbeat");
+    if socket.connected() {
+        close_transport(&socket);
+    }
 }
