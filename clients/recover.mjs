@@ -13,8 +13,10 @@
 // - join(projectId) sends `join_project {projectId, recover: true}` the first time and
 //   `{projectId, since: {epoch, offset}}` on every later (re)join, with the position of
 //   the last update it saw in that room;
-// - on every reconnect (including after a server-side disconnect, such as a replica's
-//   drain) it reconnects and rejoins every room it joined, with `since`;
+// - on every reconnect (the client reconnects by itself after a replica's drain, crash or
+//   a slow-consumer eviction: the server closes the transport) it rejoins every room it
+//   joined, with `since`. After `io server disconnect` (token expired, a backend's
+//   disconnectSockets) it stays offline, as the server asked;
 // - each update of an opted-in room carries `{projectId, epoch, offset}` as its last
 //   argument: on() strips it, tracks it, drops an update seen twice (same epoch, offset
 //   not after the last one) and passes it to the handler as the last argument;
@@ -37,10 +39,9 @@ function isPosition(v) {
 
 /**
  * Wrap `socket` (a socket.io-client Socket) with per-room recovery.
- * Options: onReset(projectId, reason), timeoutMs (join ack wait, default 10 s),
- * reconnectOnServerDisconnect (default true).
+ * Options: onReset(projectId, reason), timeoutMs (join ack wait, default 10 s).
  */
-export function withRecovery(socket, { onReset = () => {}, timeoutMs = 10000, reconnectOnServerDisconnect = true } = {}) {
+export function withRecovery(socket, { onReset = () => {}, timeoutMs = 10000 } = {}) {
   /** projectId -> {epoch, offset} | null (joined, no position yet) */
   const rooms = new Map();
   /** Rooms with a gap-repairing rejoin under way. */
@@ -69,10 +70,6 @@ export function withRecovery(socket, { onReset = () => {}, timeoutMs = 10000, re
   socket.on('connect', () => {
     // A (re)connection: the new session is in no room yet.
     for (const projectId of rooms.keys()) sendJoin(projectId).catch(() => {});
-  });
-  socket.on('disconnect', (reason) => {
-    // `io server disconnect` (drain, ...) does not reconnect by itself.
-    if (reconnectOnServerDisconnect && reason === 'io server disconnect') setTimeout(() => socket.connect(), 50 + Math.random() * 200);
   });
 
   /** Returns [args without the position, position | null, duplicate?]. */
