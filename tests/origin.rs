@@ -137,6 +137,30 @@ async fn other_origins_are_refused_with_403_and_counted() {
     .await;
 }
 
+/// `http://localhost:*` names a port, not any text: the forms that once passed it (and
+/// got CORS headers for their page) are refused on both transports.
+#[tokio::test]
+async fn a_port_wildcard_does_not_match_a_longer_host() {
+    run_bounded(TEST_TIMEOUT, async {
+        let g = Gateway::start(&[]).await;
+        for origin in [
+            "http://localhost:9999.evil.example",
+            "http://127.0.0.1:80.evil.example",
+            "http://[::1]:8080.evil.example",
+            "http://localhost:99999",
+        ] {
+            let r = polling(&g, Some(origin)).await;
+            assert_eq!(r.status, 403, "{origin}: {r:?}");
+            assert_eq!(r.header("access-control-allow-origin"), None, "{origin}");
+            assert_eq!(upgrade(&g, origin).await.status, 403, "{origin}");
+        }
+        assert_eq!(polling(&g, Some("http://localhost:9999")).await.status, 200);
+        let (_, metrics) = g.get("/metrics").await.unwrap();
+        assert_eq!(refused_count(&metrics, "polling"), 4, "{metrics}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn listed_origins_replace_the_default_and_get_credentials_on_preflight() {
     run_bounded(TEST_TIMEOUT, async {

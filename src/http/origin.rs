@@ -135,7 +135,7 @@ impl FromStr for Origin {
         }
         let scheme = scheme.to_ascii_lowercase();
         let authority: Authority = authority.parse().map_err(|_| ())?;
-        if authority.host().is_empty() {
+        if authority.host().is_empty() || !port_is_numeric(&authority) {
             return Err(());
         }
         let explicit = authority.port_u16();
@@ -154,6 +154,21 @@ impl fmt::Display for Origin {
         match self.port {
             Some(p) if Some(p) != default_port(&self.scheme) => write!(f, ":{p}"),
             _ => Ok(()),
+        }
+    }
+}
+
+/// Whether whatever follows the host is nothing or `:` and a port number. `Authority`
+/// accepts `localhost:9999.evil.example` (its port then reads as absent), which would make
+/// `http://localhost:*` match a page of `evil.example`'s choosing.
+fn port_is_numeric(authority: &Authority) -> bool {
+    let after_host = &authority.as_str()[authority.host().len()..];
+    match after_host.strip_prefix(':') {
+        None => after_host.is_empty(),
+        Some(port) => {
+            !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && authority.port_u16().is_some()
         }
     }
 }
@@ -322,6 +337,28 @@ mod tests {
         assert!(!allows(&p, "http://127.0.0.2:3000", "127.0.0.1:3000"));
         assert!(!allows(&p, "null", "gw.example:3000"));
         assert!(!allows(&p, "https://localhost:5173", "gw.example:3000"));
+    }
+
+    #[test]
+    fn a_port_wildcard_matches_port_numbers_only() {
+        let p = policy(DEFAULT_ALLOWED_ORIGINS);
+        for evil in [
+            "http://localhost:9999.evil.example",
+            "http://127.0.0.1:80.evil.example",
+            "http://[::1]:80.evil.example",
+            "http://localhost:",
+            "http://localhost:+80",
+            "http://localhost:99999",
+            "http://localhost:80:80",
+            "http://localhost.evil.example:80",
+        ] {
+            assert!(!allows(&p, evil, "gw.example:3000"), "{evil} allowed");
+        }
+        assert!(allows(&p, "http://localhost:9999", "gw.example:3000"));
+        assert!(allows(&p, "http://127.0.0.1:80", "gw.example:3000"));
+        for bad in ["http://localhost:9999.evil.example", "http://a:80.b:*"] {
+            assert!(bad.parse::<OriginPattern>().is_err(), "{bad:?} parsed");
+        }
     }
 
     #[test]
