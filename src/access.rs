@@ -79,6 +79,7 @@ pub fn from_config(cfg: &ServeConfig) -> Result<Access, AccessError> {
                 leeway: id.jwt_leeway,
                 user_claim: id.jwt_user_claim.clone(),
                 projects_claim: id.jwt_projects_claim.clone(),
+                numeric_sub: id.jwt_numeric_sub,
             })?);
             jwt.watch(id.jwt_jwks_poll);
             jwt

@@ -274,6 +274,13 @@ pub struct IdentityConfig {
     #[arg(long, env = "WSGATE_JWT_USER_CLAIM", default_value = "sub")]
     pub jwt_user_claim: String,
 
+    /// Accept a number in the user claim as the user id (its JSON text, e.g. `42`). Off by
+    /// default: RFC 7519 makes `sub` a string, and a token whose user claim is a number is
+    /// refused (`wsgate_auth_refusals_total{reason="numeric_sub"}`).
+    #[arg(long, env = "WSGATE_JWT_NUMERIC_SUB", num_args = 0..=1, default_missing_value = "true",
+          default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    pub jwt_numeric_sub: bool,
+
     /// The claim holding the list of project ids (for `--authz claim`).
     #[arg(long, env = "WSGATE_JWT_PROJECTS_CLAIM", default_value = "projects")]
     pub jwt_projects_claim: String,

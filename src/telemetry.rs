@@ -168,6 +168,7 @@ labels! {
         WrongIssuer = "wrong_issuer",
         WrongAudience = "wrong_audience",
         BadClaim = "bad_claim",
+        NumericSub = "numeric_sub",
         OtherUser = "other_user",
     }
 
@@ -322,7 +323,7 @@ fn describe() {
     );
     describe_counter!(
         "wsgate_auth_refusals_total",
-        "Refused credentials by reason (missing, unknown, too_long, malformed, alg_none, alg_not_allowed, unknown_key, bad_signature, expired, not_yet_valid, wrong_issuer, wrong_audience, bad_claim, other_user) and stage (handshake, refresh)."
+        "Refused credentials by reason (missing, unknown, too_long, malformed, alg_none, alg_not_allowed, unknown_key, bad_signature, expired, not_yet_valid, wrong_issuer, wrong_audience, bad_claim, numeric_sub, other_user) and stage (handshake, refresh)."
     );
     describe_counter!(
         "wsgate_auth_refresh_total",

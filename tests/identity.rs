@@ -234,6 +234,35 @@ async fn jwt_refusals_are_unauthorized_and_counted_by_reason() {
     .await;
 }
 
+/// RFC 7519's `sub` is a string: a number there is refused (and counted) unless
+/// `--jwt-numeric-sub` lets it through as its JSON text.
+#[tokio::test]
+async fn a_numeric_sub_is_refused_unless_allowed() {
+    run_bounded(LIMIT, async {
+        let numeric = hs256(&json!({"sub": 42, "exp": now() + 600}));
+        let strict = jwt_gateway(&["--jwt-secret", SECRET]).await;
+        expect_refused(&strict, &numeric, "numeric sub").await;
+        let n = metric(
+            &strict,
+            "wsgate_auth_refusals_total",
+            &["reason=\"numeric_sub\"", "stage=\"handshake\""],
+        )
+        .await;
+        assert_eq!(n, 1.0, "numeric_sub refusal not counted");
+        expect_connects(&strict, &hs256(&claims("42", 600)), "string sub")
+            .await
+            .disconnect()
+            .await;
+        drop(strict);
+        let lenient = jwt_gateway(&["--jwt-secret", SECRET, "--jwt-numeric-sub"]).await;
+        expect_connects(&lenient, &numeric, "numeric sub allowed")
+            .await
+            .disconnect()
+            .await;
+    })
+    .await;
+}
+
 fn jwks(kids: &[&str]) -> String {
     use base64::Engine as _;
     let keys: Vec<Value> = kids

@@ -50,6 +50,8 @@ pub struct JwtSettings {
     pub user_claim: String,
     /// The claim holding the list of project ids (for the claim permission source).
     pub projects_claim: String,
+    /// Accept a numeric user claim as the user id (its JSON text); refused by default.
+    pub numeric_sub: bool,
 }
 
 /// The keys in force: one static key, or the JWKS keys by `kid`.
@@ -362,7 +364,8 @@ impl JwtAuthenticator {
     fn identity(&self, claims: &Map<String, Value>) -> Result<Identity, AuthError> {
         let user = match claims.get(&self.settings.user_claim) {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::Number(n)) if self.settings.numeric_sub => n.to_string(),
+            Some(Value::Number(_)) => return Err(AuthError::NumericSub),
             _ => return Err(AuthError::BadClaim),
         };
         let expires_at = claims.get("exp").and_then(Value::as_u64);
@@ -414,6 +417,7 @@ mod tests {
             leeway: Duration::ZERO,
             user_claim: "sub".into(),
             projects_claim: "projects".into(),
+            numeric_sub: false,
         }
     }
 
@@ -455,6 +459,21 @@ mod tests {
             a.verify(&"x".repeat(MAX_TOKEN_BYTES + 1)),
             Err(AuthError::TooLong)
         );
+    }
+
+    #[test]
+    fn a_numeric_user_claim_is_refused_unless_allowed() {
+        let exp = jsonwebtoken::get_current_timestamp() + 60;
+        let numeric = mint(
+            Algorithm::HS256,
+            json!({"sub": 42, "exp": exp, "iss": "iss-a"}),
+        );
+        let strict = JwtAuthenticator::new(settings()).unwrap();
+        assert_eq!(strict.verify(&numeric), Err(AuthError::NumericSub));
+        let mut s = settings();
+        s.numeric_sub = true;
+        let lenient = JwtAuthenticator::new(s).unwrap();
+        assert_eq!(&*lenient.verify(&numeric).unwrap().user_id, "42");
     }
 
     #[test]

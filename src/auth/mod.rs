@@ -111,6 +111,11 @@ pub enum AuthError {
     /// or of the wrong type.
     #[error("missing or invalid claim")]
     BadClaim,
+    /// The user claim is a number: RFC 7519 makes `sub` a string (StringOrURI), and a
+    /// number read as text could name another user (`1` vs `1.0`). Allowed by
+    /// `--jwt-numeric-sub`.
+    #[error("numeric user claim")]
+    NumericSub,
     /// A refresh token that belongs to another user than the connection.
     #[error("refresh for another user")]
     OtherUser,
@@ -133,6 +138,7 @@ impl AuthError {
             AuthError::WrongIssuer => AuthRefusal::WrongIssuer,
             AuthError::WrongAudience => AuthRefusal::WrongAudience,
             AuthError::BadClaim => AuthRefusal::BadClaim,
+            AuthError::NumericSub => AuthRefusal::NumericSub,
             AuthError::OtherUser => AuthRefusal::OtherUser,
         }
     }
