@@ -332,10 +332,18 @@ impl HistoryArgs {
 }
 
 fn parse_history_ttl(s: &str) -> Result<Duration, String> {
+    parse_at_least(s, "10m", Duration::from_millis(1))
+}
+
+/// A duration of at least `min`; the error shows `example` and `min`.
+fn parse_at_least(s: &str, example: &str, min: Duration) -> Result<Duration, String> {
     let d = humantime::parse_duration(s)
-        .map_err(|e| format!("expected a duration such as 10m ({e})"))?;
-    if d < Duration::from_millis(1) {
-        return Err("expected a duration of at least 1ms".into());
+        .map_err(|e| format!("expected a duration such as {example} ({e})"))?;
+    if d < min {
+        return Err(format!(
+            "expected a duration of at least {}",
+            humantime::format_duration(min)
+        ));
     }
     Ok(d)
 }
@@ -521,6 +529,36 @@ pub struct ServeConfig {
     #[arg(long, env = "WSGATE_EVENT_BURST", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub event_burst: u32,
 
+    /// A socket that keeps sending over `--max-event-rate` for this long (its events refused
+    /// with no pause of a second or more) has its transport closed, counted in
+    /// `wsgate_event_flood_disconnects_total`; the stock client reconnects by itself, with
+    /// its backoff. `0s`: never closed (only refused). Default `2s`: a burst or a short
+    /// spike is only refused, a client that floods is gone within about 2 s.
+    #[arg(long, env = "WSGATE_EVENT_FLOOD_WINDOW", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub event_flood_window: Duration,
+
+    /// A TCP connection that sends no byte within this long of its accept is closed
+    /// (`wsgate_timeouts_total{kind="idle"}`). Clients send their request at once, so 10 s
+    /// is ample on a slow mobile network and frees a silent connection's descriptor.
+    #[arg(long, env = "WSGATE_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub idle_timeout: Duration,
+
+    /// A request head (request line and headers) must be complete within this long of
+    /// when the gateway starts waiting for it: the accept, or the end of the previous
+    /// response on a keep-alive connection (so it is also the keep-alive timeout). Over it
+    /// the connection is closed (`wsgate_timeouts_total{kind="header_read"|"keep_alive"}`).
+    /// Default 20 s: a head is a few hundred bytes.
+    #[arg(long, env = "WSGATE_HEADER_READ_TIMEOUT", default_value = "20s", value_parser = parse_timeout)]
+    pub header_read_timeout: Duration,
+
+    /// An Engine.IO session whose client has not sent the Socket.IO CONNECT within this long
+    /// of the handshake is closed (`wsgate_timeouts_total{kind="connect"}`). Node's default
+    /// is 45 s; stock clients send CONNECT right after the handshake's answer (one round
+    /// trip), so 10 s covers slow networks while an abandoned session (about 9 KB) lives a
+    /// quarter as long.
+    #[arg(long, env = "WSGATE_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub connect_timeout: Duration,
+
     /// On SIGTERM, connected clients are disconnected in batches spread over this window,
     /// so they reconnect to other replicas without a thundering herd (e.g. `10s`).
     #[arg(long, env = "WSGATE_DRAIN_WINDOW", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -635,6 +673,12 @@ pub struct PublishConfig {
     #[arg(long, default_value_t = 1)]
     pub count: u64,
 
+    /// Largest message to publish (its encoded size, e.g. `1MiB`, `256KiB`); a larger one is
+    /// refused with an error and nothing is sent. Redis drops every subscribed replica when
+    /// one message overflows its `client-output-buffer-limit pubsub` (README, "Hardening").
+    #[arg(long, env = "WSGATE_MAX_MESSAGE_SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub max_message_size: u64,
+
     /// Reproduce the seed's periodic push: `Hello, <project>! Time is -- <time> --` on event
     /// `chat` to each demo project (with `--every`, repeatedly).
     #[arg(long)]
@@ -662,6 +706,10 @@ fn parse_buffer(s: &str) -> Result<usize, String> {
         .ok()
         .filter(|n| (256..=16 << 20).contains(n))
         .ok_or_else(|| "expected a size between 256 and 16MiB".into())
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    parse_at_least(s, "10s", Duration::from_millis(10))
 }
 
 fn parse_coalesce_window(s: &str) -> Result<Duration, String> {
@@ -706,6 +754,18 @@ mod tests {
         assert_eq!(parse_size("65536"), Ok(65536));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn timeouts_have_a_floor() {
+        assert_eq!(parse_timeout("1s"), Ok(Duration::from_secs(1)));
+        assert!(parse_timeout("0s").unwrap_err().contains("at least 10ms"));
+        assert!(
+            parse_history_ttl("0s")
+                .unwrap_err()
+                .contains("at least 1ms")
+        );
+        assert!(parse_timeout("soon").is_err());
     }
 
     #[test]

@@ -153,6 +153,14 @@ labels! {
         Other = "other",
     }
 
+    /// A connection closed by a timeout of the gateway's (README, "Hardening").
+    TimeoutKind for "wsgate_timeouts_total" "kind" {
+        Idle = "idle",
+        HeaderRead = "header_read",
+        KeepAlive = "keep_alive",
+        Connect = "connect",
+    }
+
     /// Why a credential was refused (`wsgate_auth_refusals_total{reason}`).
     AuthRefusal {
         Missing = "missing",
@@ -193,7 +201,8 @@ fn auth_refusals(reason: AuthRefusal, stage: AuthStage) -> metrics::Counter {
 }
 
 /// Counters without labels, created at zero.
-const UNLABELLED: [&str; 8] = [
+const UNLABELLED: [&str; 9] = [
+    "wsgate_event_flood_disconnects_total",
     "wsgate_backplane_reconnects_total",
     "wsgate_backplane_resubscribes_total",
     "wsgate_events_limited_total",
@@ -312,6 +321,11 @@ fn describe() {
         Unit::Seconds,
         "Time to queue one backplane message on every matching local socket."
     );
+    describe_access();
+}
+
+/// The help texts of delivery latency, who may connect and what is refused or closed.
+fn describe_access() {
     describe_histogram!(
         "wsgate_publish_latency_seconds",
         Unit::Seconds,
@@ -345,6 +359,14 @@ fn describe() {
         "wsgate_revoke_seconds",
         Unit::Seconds,
         "From a revocation's publish to this replica acting on it."
+    );
+    describe_counter!(
+        "wsgate_timeouts_total",
+        "Connections closed by a timeout, by kind: idle (no byte within --idle-timeout), header_read (request head incomplete at --header-read-timeout), keep_alive (no next request within --header-read-timeout), connect (no Socket.IO CONNECT within --connect-timeout of the Engine.IO handshake)."
+    );
+    describe_counter!(
+        "wsgate_event_flood_disconnects_total",
+        "Sockets whose transport was closed for exceeding --max-event-rate for --event-flood-window."
     );
     describe_counter!(
         "wsgate_limit_refusals_total",

@@ -50,8 +50,9 @@ fn broadcasts(cfg: &PublishConfig) -> Result<Vec<Broadcast>, PublishError> {
 /// Run `wsgate publish`. Fails on the first publish Redis refuses.
 pub async fn run(cfg: PublishConfig) -> Result<(), PublishError> {
     let mut batch = broadcasts(&cfg)?;
-    let publisher =
-        Publisher::with_mode(&cfg.redis_url, cfg.redis_mode)?.with_history(cfg.history.config())?;
+    let publisher = Publisher::with_mode(&cfg.redis_url, cfg.redis_mode)?
+        .with_history(cfg.history.config())?
+        .with_max_message_size(usize::try_from(cfg.max_message_size).unwrap_or(usize::MAX));
     let mut ticker = cfg.every.map(|d| {
         let mut t = tokio::time::interval(d.max(Duration::from_micros(1)));
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

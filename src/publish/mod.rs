@@ -22,12 +22,31 @@ pub const EMITTER_UID: &str = "emitter";
 /// The rooms of the demo projects.
 pub const DEMO_PROJECTS: [&str; 3] = ["project_one", "project_two", "project_three"];
 
+/// The largest encoded message a publisher sends unless told otherwise (1 MiB). Redis
+/// drops a subscriber (every replica's, at once) whose output buffer passes its
+/// `client-output-buffer-limit pubsub` (default hard limit 32 MB, or 8 MB for 60 s); at
+/// 1 MiB that takes 32 messages queued behind one busy replica, not one, and no Socket.IO
+/// client needs a single update that large (`--max-payload` bounds what they send at 1 MiB too).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
+
 /// Why a publish failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// A command-line value is not usable.
     #[error("{0}")]
     Input(String),
+    /// The encoded message is over the publisher's limit; nothing was sent.
+    #[error(
+        "message too large: {size} bytes encoded, the limit is {max} bytes \
+         (--max-message-size / WSGATE_MAX_MESSAGE_SIZE; a message this large makes Redis drop \
+         subscribers at its client-output-buffer-limit pubsub)"
+    )]
+    TooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Redis refused or was unreachable.
     #[error("cannot publish to Redis: {0}")]
     Backplane(#[from] BackplaneError),
@@ -37,6 +56,7 @@ pub enum PublishError {
 #[derive(Debug, Clone)]
 pub struct Publisher {
     inner: Engine,
+    max_size: usize,
 }
 
 impl Publisher {
@@ -61,6 +81,7 @@ impl Publisher {
     pub fn with_mode(redis_url: &str, mode: RedisModeArg) -> Result<Self, PublishError> {
         Ok(Self {
             inner: Engine::new(redis_url, mode)?,
+            max_size: DEFAULT_MAX_MESSAGE_SIZE,
         })
     }
 
@@ -73,12 +94,38 @@ impl Publisher {
     ) -> Result<Self, PublishError> {
         Ok(Self {
             inner: self.inner.with_history(history)?,
+            ..self
         })
     }
 
+    /// The same publisher, refusing messages whose encoding is over `bytes`
+    /// ([`DEFAULT_MAX_MESSAGE_SIZE`] unless set).
+    pub fn with_max_message_size(self, bytes: usize) -> Self {
+        Self {
+            max_size: bytes,
+            ..self
+        }
+    }
+
     /// Publish one update; returns how many subscribers (replicas) Redis handed it to.
+    /// Refused with [`PublishError::TooLarge`] (nothing sent) over the size limit.
     pub async fn publish(&self, b: &Broadcast) -> Result<u64, PublishError> {
+        self.check_size(b)?;
         Ok(self.inner.publish(b).await?)
+    }
+
+    /// The emitter encoding's size against the limit (the cluster's JSON encoding and the
+    /// history flags differ from it by a few bytes). Encoding once more costs a few µs per
+    /// KB, small next to the Redis round trip of the publish.
+    fn check_size(&self, b: &Broadcast) -> Result<(), PublishError> {
+        let size = wire::encode(EMITTER_UID, b).len();
+        if size > self.max_size {
+            return Err(PublishError::TooLarge {
+                size,
+                max: self.max_size,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -137,6 +184,22 @@ mod tests {
             hex,
             "93a7656d697474657283a47479706502a46461746192a675706461746581a17801a36e7370a12f83a5726f6f6d7391ab70726f6a6563745f6f6e65a5666c61677380a665786365707490"
         );
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_limit_is_refused_before_redis() {
+        // Nothing listens on port 1: a refusal that is not `TooLarge` would mean a send.
+        let p = Publisher::new("redis://127.0.0.1:1")
+            .unwrap()
+            .with_max_message_size(1024);
+        let mut b = demo_broadcasts(OffsetDateTime::now_utc()).remove(0);
+        b.args = Args(vec!["x".repeat(2000).into()]);
+        let err = p.publish(&b).await.unwrap_err();
+        assert!(
+            matches!(err, PublishError::TooLarge { max: 1024, size } if size > 2000),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--max-message-size"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! gateway, start the supervised background tasks ([`tasks`]), listen and announce, then
 //! serve until drained, or until a task ends unexpectedly.
 
+mod accept;
 mod tasks;
 
 use std::{io::Write, sync::Arc, time::Duration};
@@ -23,6 +24,7 @@ use crate::{
     http::{self, Readiness},
     publish,
     shutdown::{self, Shutdown},
+    telemetry::TimeoutKind,
 };
 use tasks::{Failed, Tasks};
 
@@ -107,7 +109,8 @@ pub async fn run(
         access.auth,
         access.authz,
         fleet.backplane.clone(),
-        Limits::new(cfg.max_connections, cfg.max_event_rate, cfg.event_burst),
+        Limits::new(cfg.max_connections, cfg.max_event_rate, cfg.event_burst)
+            .with_flood_window(cfg.event_flood_window),
         shutdown.clone(),
         access.limits,
         fleet.history,
@@ -151,8 +154,13 @@ pub async fn run(
         shutdown.draining().await;
         tokio::time::sleep(cfg.drain_deadline.saturating_sub(EXIT_MARGIN)).await;
     };
+    let conns = accept::ConnSettings {
+        idle: cfg.idle_timeout,
+        header_read: cfg.header_read_timeout,
+        nodelay: cfg.tcp_nodelay,
+    };
     tokio::select! {
-        served = axum::serve(listener, app).with_graceful_shutdown(draining) => served?,
+        () = accept::serve(listener, app, conns, draining) => {},
         () = deadline => tracing::warn!("drain deadline reached with connections still open; exiting"),
         (task, how) = tasks.ended() => {
             tracing::error!(task, how = %how, "background task ended; not ready, exiting");
@@ -233,18 +241,15 @@ fn build_socketio(
         .max_buffer_size(cfg.max_buffer)
         .ping_interval(cfg.ping_interval)
         .ping_timeout(cfg.ping_timeout)
+        .connect_timeout(cfg.connect_timeout)
+        .on_connect_timeout(|| TimeoutKind::Connect.count())
         .build_layer();
     (layer, io, overflows)
 }
 
 /// Bind the listen address and announce it: `WSGATE_LISTENING=host:port` on stdout (the
 /// one line there: scripts and tests that asked for port 0 find the port), then the log.
-async fn listen(
-    cfg: &ServeConfig,
-) -> Result<
-    impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr>,
-    ServeError,
-> {
+async fn listen(cfg: &ServeConfig) -> Result<tokio::net::TcpListener, ServeError> {
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -265,10 +270,7 @@ async fn listen(
         };
         tracing::info!("demo page on http://{host}/ (--demo-page=false turns it off)");
     }
-    let nodelay = cfg.tcp_nodelay;
-    Ok(axum::serve::ListenerExt::tap_io(listener, move |tcp| {
-        no_delay(tcp, nodelay)
-    }))
+    Ok(listener)
 }
 
 /// At the first signal: not ready, refuse new clients, close the rest over `window`.
@@ -300,13 +302,5 @@ async fn demo_push(backplane: Arc<dyn Backplane>, every: Duration) {
                 tracing::debug!(error = %e, "demo push failed");
             }
         }
-    }
-}
-
-/// `--tcp-nodelay`: updates are small frames; Nagle's algorithm holds one back until the
-/// previous one is acknowledged (fewer segments, less CPU, a longer worst-case latency).
-fn no_delay(tcp: &mut tokio::net::TcpStream, on: bool) {
-    if let Err(e) = tcp.set_nodelay(on) {
-        tracing::debug!(error = %e, "could not set TCP_NODELAY");
     }
 }

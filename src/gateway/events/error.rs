@@ -122,6 +122,11 @@ impl ClientError {
     /// `emitWithAck` never hangs.
     pub fn reply(&self, socket: &Socket, ack: Ack) {
         self.emit(socket);
+        self.ack(socket, ack);
+    }
+
+    /// Answer the ack only (nothing is sent when the client asked for none).
+    pub fn ack(&self, socket: &Socket, ack: Ack) {
         if let Err(e) = ack.send(&self.ack_body()) {
             tracing::debug!(sid = %socket.id, error = %e, "could not send error ack");
         }

@@ -19,7 +19,11 @@ use serde_json::Value;
 use socketioxide::extract::TryData;
 
 use crate::{
-    gateway::{Ack, Gateway, Socket, delivery::recover},
+    gateway::{
+        Ack, Gateway, Socket,
+        connection::{close::close_transport, limits::Admission},
+        delivery::recover,
+    },
     telemetry::EventName,
 };
 use error::ClientError;
@@ -88,16 +92,23 @@ fn on_join(gw: &Arc<Gateway>, socket: &Socket) {
 }
 
 /// Count an inbound event under its name and take a token from the socket's bucket. A
-/// refused event is answered (`exception` and ack) here and `None` returned.
+/// refused event is answered here (its ack always, the `exception` at most once a second)
+/// and `None` returned; a flooding socket's transport is closed instead.
 fn admit(gw: &Gateway, socket: &Socket, event: EventName, ack: Ack) -> Option<Ack> {
     event.count();
-    if gw.limits.admit_event(socket) {
-        return Some(ack);
-    }
-    ClientError::RateLimited {
+    let refused = ClientError::RateLimited {
         pattern: event.as_str(),
+    };
+    match gw.limits.admit_event(socket) {
+        Admission::Admitted => return Some(ack),
+        Admission::Refused { tell: true } => refused.reply(socket, ack),
+        Admission::Refused { tell: false } => refused.ack(socket, ack),
+        Admission::Flood => {
+            tracing::info!(sid = %socket.id, "event flood: closing the transport");
+            close_transport(socket);
+        }
+        Admission::Closing => {}
     }
-    .reply(socket, ack);
     None
 }
 

@@ -131,11 +131,15 @@ impl<A: Adapter> Client<A> {
         tracing::debug!("spawning connect timeout task");
         let (tx, rx) = oneshot::channel();
         socket.data.connect_recv_tx.lock().unwrap().replace(tx);
+        let on_timeout = self.config.on_connect_timeout;
 
         tokio::spawn(
             tokio::time::timeout(self.config.connect_timeout, rx).map_err(move |_| {
                 #[cfg(feature = "tracing")]
                 tracing::debug!("connect timeout for socket {}", socket.id);
+                if let Some(f) = on_timeout {
+                    f();
+                }
                 socket.close(EIoDisconnectReason::TransportClose);
             }),
         );

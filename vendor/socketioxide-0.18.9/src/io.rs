@@ -107,6 +107,12 @@ pub struct SocketIoConfig {
     /// Defaults to 45 seconds.
     pub connect_timeout: Duration,
 
+    /// Called each time a session is closed because its client did not join a namespace
+    /// within [`connect_timeout`](Self::connect_timeout) (e.g. to count it).
+    ///
+    /// Defaults to `None`.
+    pub on_connect_timeout: Option<fn()>,
+
     /// The parser to use to encode and decode socket.io packets
     pub(crate) parser: Parser,
 
@@ -126,6 +132,7 @@ impl Default for SocketIoConfig {
             },
             ack_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(45),
+            on_connect_timeout: None,
             parser: Parser::default(),
             parse_config: ParseConfig::default(),
             server_id: Uid::new(),
@@ -277,6 +284,14 @@ impl<A: Adapter> SocketIoBuilder<A> {
     #[inline]
     pub fn connect_timeout(mut self, connect_timeout: Duration) -> Self {
         self.config.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// A function called each time a session is closed by the
+    /// [`connect_timeout`](Self::connect_timeout) (e.g. to count it).
+    #[inline]
+    pub fn on_connect_timeout(mut self, f: fn()) -> Self {
+        self.config.on_connect_timeout = Some(f);
         self
     }
 
