@@ -380,6 +380,7 @@ impl JwtAuthenticator {
             user_id: user.into(),
             expires_at,
             projects,
+            forwarded: Default::default(),
         })
     }
 }
