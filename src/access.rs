@@ -6,15 +6,16 @@ use std::sync::Arc;
 
 use crate::{
     auth::{
-        Authenticator, JwtAuthenticator, LoadError, TokenTable,
+        Authenticator, HttpAuthenticator, JwtAuthenticator, LoadError, TokenTable,
         jwt::{JwtSettings, KeySource},
     },
     authz::{
-        Authorizer, ClaimPermissions, PermissionTable, RedisPermissions,
+        Authorizer, ClaimPermissions, HttpPermissions, PermissionTable, RedisPermissions,
         redis::RedisPermissionsError,
     },
     config::{AuthSource, AuthzSource, IdentityConfig, ServeConfig},
     gateway::IdentityLimits as Limits,
+    hook::{HookClient, HookError, HookSettings},
 };
 
 /// Why identity and access cannot be set up.
@@ -26,6 +27,9 @@ pub enum AccessError {
     /// The Redis permission source is misconfigured.
     #[error(transparent)]
     Redis(#[from] RedisPermissionsError),
+    /// The HTTP hooks are misconfigured.
+    #[error(transparent)]
+    Hook(#[from] HookError),
     /// Settings that do not go together.
     #[error("{0}")]
     Settings(String),
@@ -62,10 +66,36 @@ fn key_source(id: &IdentityConfig) -> Result<KeySource, AccessError> {
     })
 }
 
-/// Build the sources `cfg` asks for (and start the JWKS watcher when there is one).
-pub fn from_config(cfg: &ServeConfig) -> Result<Access, AccessError> {
+/// The URL a hook source needs, or the settings error naming it.
+fn hook_url<'a>(url: &'a Option<String>, source: &str, flag: &str) -> Result<&'a str, AccessError> {
+    url.as_deref()
+        .ok_or_else(|| AccessError::Settings(format!("{source} needs {flag}")))
+}
+
+/// The one client pool both hooks share (built only when a hook is configured).
+fn hook_client(
+    id: &IdentityConfig,
+    client: &mut Option<Arc<HookClient>>,
+) -> Result<Arc<HookClient>, AccessError> {
+    if let Some(c) = client {
+        return Ok(c.clone());
+    }
+    let c = HookClient::new(&HookSettings {
+        timeout: id.hook_timeout,
+        headers: id.hook_header.clone(),
+        forward: id.hook_forward_header.clone(),
+    })?;
+    *client = Some(c.clone());
+    Ok(c)
+}
+
+/// The identity source `cfg` asks for; `client` is the hooks' shared HTTP client.
+fn authenticator(
+    cfg: &ServeConfig,
+    client: &mut Option<Arc<HookClient>>,
+) -> Result<Arc<dyn Authenticator>, AccessError> {
     let id = &cfg.identity;
-    let auth: Arc<dyn Authenticator> = match id.auth {
+    Ok(match id.auth {
         AuthSource::Table => Arc::new(match &cfg.tokens {
             Some(path) => TokenTable::from_file(path)?,
             None => TokenTable::demo(),
@@ -84,15 +114,33 @@ pub fn from_config(cfg: &ServeConfig) -> Result<Access, AccessError> {
             jwt.watch(id.jwt_jwks_poll);
             jwt
         }
-    };
+        AuthSource::Http => Arc::new(HttpAuthenticator::new(
+            hook_client(id, client)?,
+            hook_url(
+                &id.auth_url,
+                "--auth http / WSGATE_AUTH=http",
+                "--auth-url / WSGATE_AUTH_URL",
+            )?,
+            id.auth_cache_ttl,
+            id.perm_cache_size,
+        )),
+    })
+}
+
+/// Build the sources `cfg` asks for (and start the JWKS watcher when there is one).
+pub fn from_config(cfg: &ServeConfig) -> Result<Access, AccessError> {
+    let id = &cfg.identity;
+    let mut client = None;
+    let auth = authenticator(cfg, &mut client)?;
     let authz: Arc<dyn Authorizer> = match id.authz {
         AuthzSource::Table => Arc::new(match &cfg.permissions {
             Some(path) => PermissionTable::from_file(path)?,
             None => PermissionTable::demo(),
         }),
-        AuthzSource::Claim if id.auth != AuthSource::Jwt => {
+        AuthzSource::Claim if id.auth == AuthSource::Table => {
             return Err(AccessError::Settings(
-                "--authz claim / WSGATE_AUTHZ=claim needs --auth jwt (the claim is in the JWT)"
+                "--authz claim / WSGATE_AUTHZ=claim needs --auth jwt (the claim is in the JWT) \
+                 or --auth http (the projects of the hook's answer)"
                     .into(),
             ));
         }
@@ -111,6 +159,17 @@ pub fn from_config(cfg: &ServeConfig) -> Result<Access, AccessError> {
                 id.perm_cache_size,
             )?)
         }
+        AuthzSource::Http => Arc::new(HttpPermissions::new(
+            hook_client(id, &mut client)?,
+            hook_url(
+                &id.authz_url,
+                "--authz http / WSGATE_AUTHZ=http",
+                "--authz-url / WSGATE_AUTHZ_URL",
+            )?,
+            id.perm_cache_ttl,
+            id.perm_cache_size,
+            id.hook_timeout,
+        )),
     };
     Ok(Access {
         auth,

@@ -213,6 +213,8 @@ pub enum AuthSource {
     Table,
     /// JWTs verified with `--jwt-secret`, `--jwt-public-key` or `--jwt-jwks`.
     Jwt,
+    /// The application's identity hook (`--auth-url`).
+    Http,
 }
 
 /// Where permissions come from.
@@ -224,16 +226,18 @@ pub enum AuthzSource {
     Claim,
     /// A Redis set per user (`--perm-key-template`), cached per replica.
     Redis,
+    /// The application's permission hook (`--authz-url`), cached per replica.
+    Http,
 }
 
 /// Identity and access settings of `wsgate serve` (flattened into [`ServeConfig`]).
 #[derive(Debug, Clone, Args)]
 pub struct IdentityConfig {
-    /// Identity source: `table` or `jwt`.
+    /// Identity source: `table`, `jwt` or `http`.
     #[arg(long = "auth", env = "WSGATE_AUTH", value_enum, default_value_t = AuthSource::Table)]
     pub auth: AuthSource,
 
-    /// Permission source: `table`, `claim` or `redis`.
+    /// Permission source: `table`, `claim`, `redis` or `http`.
     #[arg(long = "authz", env = "WSGATE_AUTHZ", value_enum, default_value_t = AuthzSource::Table)]
     pub authz: AuthzSource,
 
@@ -300,6 +304,34 @@ pub struct IdentityConfig {
     /// How many users' permissions a replica keeps at most.
     #[arg(long, env = "WSGATE_PERM_CACHE_SIZE", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub perm_cache_size: u64,
+
+    /// The identity hook of `--auth http`: `POST {"token"}`, answered `{"user", "exp"?,
+    /// "projects"?}` (2xx) or 401 / 403.
+    #[arg(long, env = "WSGATE_AUTH_URL")]
+    pub auth_url: Option<String>,
+
+    /// How long a replica keeps the identity hook's answer for a token (by its digest).
+    #[arg(long, env = "WSGATE_AUTH_CACHE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub auth_cache_ttl: Duration,
+
+    /// The permission hook of `--authz http`: `POST {"user", "project"}`, answered
+    /// `{"allow": bool}` (2xx), 403 or 404.
+    #[arg(long, env = "WSGATE_AUTHZ_URL")]
+    pub authz_url: Option<String>,
+
+    /// Most time one hook call may take; past it the handshake or join is refused.
+    #[arg(long, env = "WSGATE_HOOK_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub hook_timeout: Duration,
+
+    /// A header added to every hook call, `Name: value` (repeatable); `${VAR}` in the
+    /// value is read from the environment, so the secret stays out of process lists.
+    #[arg(long, env = "WSGATE_HOOK_HEADER", hide_env_values = true)]
+    pub hook_header: Vec<String>,
+
+    /// A handshake header copied into every hook call (repeatable or comma-separated,
+    /// e.g. `Cookie`).
+    #[arg(long, env = "WSGATE_HOOK_FORWARD_HEADER", value_delimiter = ',')]
+    pub hook_forward_header: Vec<String>,
 
     /// Most concurrent connections of one user on this replica (absent: no limit).
     #[arg(long, env = "WSGATE_MAX_CONNECTIONS_PER_USER")]

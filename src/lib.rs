@@ -12,6 +12,7 @@ pub mod config;
 pub mod gateway;
 pub mod healthcheck;
 pub mod history;
+pub mod hook;
 pub mod http;
 pub mod logs;
 pub mod publish;

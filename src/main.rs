@@ -11,8 +11,23 @@ use wsgate::config::{Cli, Command, LogFormat};
 /// a node fails over (hundreds of lines); the cluster engine logs the state changes itself.
 const DEFAULT_LOG: &str = "info,redis=error";
 
+/// Crates whose debug lines print what clients send (socketioxide logs the CONNECT `auth`
+/// object and every packet, so tokens; engineioxide logs refused requests with their
+/// headers). They stay at `info` unless `RUST_LOG` names them: `RUST_LOG=debug` must not
+/// put a credential in a log line.
+const QUIET_UNLESS_NAMED: [&str; 2] = ["socketioxide", "engineioxide"];
+
 fn init_logs(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
+    let asked = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
+    for target in QUIET_UNLESS_NAMED {
+        if !asked.contains(target)
+            && let Ok(directive) = format!("{target}=info").parse()
+        {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

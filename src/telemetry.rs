@@ -178,6 +178,7 @@ labels! {
         BadClaim = "bad_claim",
         NumericSub = "numeric_sub",
         OtherUser = "other_user",
+        HookFailed = "hook_failed",
     }
 
     /// When a credential was refused (`wsgate_auth_refusals_total{stage}`).
@@ -185,6 +186,43 @@ labels! {
         Handshake = "handshake",
         Refresh = "refresh",
     }
+
+    /// An HTTP hook (`wsgate_hook_*{hook}`): `--auth http` or `--authz http`.
+    Hook {
+        Auth = "auth",
+        Authz = "authz",
+    }
+
+    /// How one HTTP hook call ended (`wsgate_hook_calls_total{result}`).
+    HookResult {
+        Allow = "allow",
+        Deny = "deny",
+        Error = "error",
+        Timeout = "timeout",
+    }
+}
+
+/// Count one HTTP hook call by hook and result, and its latency.
+pub fn hook_call(hook: Hook, result: HookResult, seconds: f64) {
+    hook_calls(hook, result).increment(1);
+    metrics::histogram!("wsgate_hook_seconds", "hook" => hook.as_str()).record(seconds);
+}
+
+/// Count an HTTP hook answer served from this replica's cache.
+pub fn hook_cache_hit(hook: Hook) {
+    hook_cache_hits(hook).increment(1);
+}
+
+fn hook_calls(hook: Hook, result: HookResult) -> metrics::Counter {
+    metrics::counter!(
+        "wsgate_hook_calls_total",
+        "hook" => hook.as_str(),
+        "result" => result.as_str()
+    )
+}
+
+fn hook_cache_hits(hook: Hook) -> metrics::Counter {
+    metrics::counter!("wsgate_hook_cache_hits_total", "hook" => hook.as_str())
 }
 
 /// Count a refused credential under its reason and stage.
@@ -236,6 +274,12 @@ fn declare() {
     for &reason in AuthRefusal::ALL {
         for &stage in AuthStage::ALL {
             auth_refusals(reason, stage).absolute(0);
+        }
+    }
+    for &hook in Hook::ALL {
+        hook_cache_hits(hook).absolute(0);
+        for &result in HookResult::ALL {
+            hook_calls(hook, result).absolute(0);
         }
     }
     for name in UNLABELLED {
@@ -337,7 +381,7 @@ fn describe_access() {
     );
     describe_counter!(
         "wsgate_auth_refusals_total",
-        "Refused credentials by reason (missing, unknown, too_long, malformed, alg_none, alg_not_allowed, unknown_key, bad_signature, expired, not_yet_valid, wrong_issuer, wrong_audience, bad_claim, numeric_sub, other_user) and stage (handshake, refresh)."
+        "Refused credentials by reason (missing, unknown, too_long, malformed, alg_none, alg_not_allowed, unknown_key, bad_signature, expired, not_yet_valid, wrong_issuer, wrong_audience, bad_claim, numeric_sub, other_user, hook_failed) and stage (handshake, refresh)."
     );
     describe_counter!(
         "wsgate_auth_refresh_total",
@@ -350,6 +394,19 @@ fn describe_access() {
     describe_counter!(
         "wsgate_authz_lookups_total",
         "Permission lookups of the Redis source by result: hit (cache), miss (Redis), error."
+    );
+    describe_counter!(
+        "wsgate_hook_calls_total",
+        "HTTP hook calls (--auth http, --authz http) by hook (auth, authz) and result: allow, deny, error (connection refused, unexpected status, unparsable body), timeout (--hook-timeout). Errors and timeouts refuse."
+    );
+    describe_histogram!(
+        "wsgate_hook_seconds",
+        Unit::Seconds,
+        "Latency of HTTP hook calls by hook (auth, authz), timeouts included."
+    );
+    describe_counter!(
+        "wsgate_hook_cache_hits_total",
+        "HTTP hook answers served from this replica's cache (or shared with a concurrent identical call), by hook: auth, authz."
     );
     describe_counter!(
         "wsgate_revocations_total",

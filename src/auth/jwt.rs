@@ -383,6 +383,7 @@ impl JwtAuthenticator {
             user_id: user.into(),
             expires_at,
             projects,
+            forwarded: Default::default(),
         })
     }
 }

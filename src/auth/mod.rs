@@ -4,14 +4,18 @@
 //! and gets an [`Identity`] or a refusal. The reason for a refusal is for logs and metrics
 //! only: every client sees the same `Unauthorized`.
 
+pub mod http;
 pub mod jwt;
 pub mod mint;
 mod table;
 
 use std::{collections::HashSet, sync::Arc};
 
+use futures_util::future::{BoxFuture, FutureExt, ready};
+
 use crate::telemetry::AuthRefusal;
 
+pub use http::HttpAuthenticator;
 pub use jwt::JwtAuthenticator;
 pub use table::TokenTable;
 
@@ -26,6 +30,22 @@ pub struct Identity {
     /// The projects the credential itself grants (the JWT projects claim), for the claim
     /// permission source. `None` when the credential carries no such claim.
     pub projects: Option<Arc<HashSet<String>>>,
+    /// The handshake headers the HTTP hooks forward (`--hook-forward-header`), kept for
+    /// the permission hook's calls on this connection. Empty for other sources.
+    pub forwarded: Forwarded,
+}
+
+/// Handshake headers kept for the HTTP hooks. Its `Debug` shows the names only: the
+/// values (cookies) must never reach a log line.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Forwarded(pub Arc<[(::http::HeaderName, ::http::HeaderValue)]>);
+
+impl std::fmt::Debug for Forwarded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(n, _)| n))
+            .finish()
+    }
 }
 
 impl Identity {
@@ -119,6 +139,10 @@ pub enum AuthError {
     /// A refresh token that belongs to another user than the connection.
     #[error("refresh for another user")]
     OtherUser,
+    /// The HTTP identity hook gave no usable answer (down, timeout, unexpected status or
+    /// body).
+    #[error("identity hook failed")]
+    HookFailed,
 }
 
 impl AuthError {
@@ -140,14 +164,32 @@ impl AuthError {
             AuthError::BadClaim => AuthRefusal::BadClaim,
             AuthError::NumericSub => AuthRefusal::NumericSub,
             AuthError::OtherUser => AuthRefusal::OtherUser,
+            AuthError::HookFailed => AuthRefusal::HookFailed,
         }
     }
 }
 
 /// A source of identities. Implementations must be cheap to call on every handshake.
 pub trait Authenticator: Send + Sync + 'static {
-    /// Resolve the credentials to an identity.
+    /// Resolve the credentials to an identity, without waiting (`auth_refresh`, which is
+    /// answered in order as events are read). A source that must ask a remote service
+    /// answers here from what it has cached only.
     fn authenticate(&self, credentials: &Credentials<'_>) -> Result<Identity, AuthError>;
+
+    /// Resolve a handshake's credentials, possibly waiting (the connect middleware is
+    /// async); `handshake` holds the request headers, for sources that forward some. The
+    /// default is [`Authenticator::authenticate`], ready at once.
+    fn authenticate_handshake<'a>(
+        &'a self,
+        credentials: Credentials<'a>,
+        _handshake: &'a ::http::HeaderMap,
+    ) -> BoxFuture<'a, Result<Identity, AuthError>> {
+        ready(self.authenticate(&credentials)).boxed()
+    }
+
+    /// Forget what is cached about `user_id` (fleet-wide revocation). Sources without a
+    /// cache have nothing to do.
+    fn invalidate(&self, _user_id: &str) {}
 }
 
 /// Failure to load an authentication source at start-up.

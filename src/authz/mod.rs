@@ -4,6 +4,7 @@
 //! never tells a client which project ids exist.
 
 pub mod claim;
+pub mod http;
 pub mod redis;
 
 use std::{
@@ -15,6 +16,7 @@ use futures_util::future::{BoxFuture, FutureExt, ready};
 
 use crate::auth::{Identity, LoadError};
 pub use claim::ClaimPermissions;
+pub use http::HttpPermissions;
 pub use redis::RedisPermissions;
 
 /// A source of permissions. Called on every join, so it must be cheap: sources that ask a

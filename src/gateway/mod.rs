@@ -121,8 +121,8 @@ impl Gateway {
         let middleware = {
             let gw = self.clone();
             move |socket: Socket, auth: TryData<Value>| {
-                let result = connect::authenticate(&gw, &socket, auth);
-                async move { result }
+                let gw = gw.clone();
+                async move { connect::authenticate(&gw, &socket, auth).await }
             }
         };
         io.ns("/", on_connect.with(middleware));

@@ -118,8 +118,18 @@ impl Gateway {
     }
 
     pub async fn try_start(name: &str, args: &[&str]) -> Result<Gateway, String> {
+        Self::try_start_env(name, args, &[]).await
+    }
+
+    /// [`Gateway::try_start`] with extra environment variables (e.g. `RUST_LOG`).
+    pub async fn try_start_env(
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Gateway, String> {
         let mut cmd = Command::new(WSGATE_BIN);
         hermetic(&mut cmd);
+        cmd.envs(env.iter().copied());
         cmd.arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")

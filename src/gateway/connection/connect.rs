@@ -24,12 +24,13 @@ pub(crate) struct ArrivedDraining;
 
 /// Authenticate from the `Authorization` header or `auth.token`; on success the socket
 /// carries its [`Identity`] in its extensions. Every handshake is counted here, once.
-pub fn authenticate(
+/// It waits only for sources that ask a remote service (`--auth http`).
+pub async fn authenticate(
     gw: &Gateway,
     socket: &Socket,
     auth: TryData<Value>,
 ) -> Result<(), &'static str> {
-    match admit(gw, socket, auth) {
+    match admit(gw, socket, auth).await {
         Ok(identity) => {
             ConnectResult::Ok.count();
             tracing::debug!(sid = %socket.id, user = %identity.user_id, transport = ?socket.transport_type(), "connected");
@@ -55,7 +56,11 @@ pub fn authenticate(
 }
 
 /// The handshake's identity, or why it is refused (logged here).
-fn admit(gw: &Gateway, socket: &Socket, auth: TryData<Value>) -> Result<Identity, ConnectResult> {
+async fn admit(
+    gw: &Gateway,
+    socket: &Socket,
+    auth: TryData<Value>,
+) -> Result<Identity, ConnectResult> {
     if gw.shutdown.is_draining() {
         tracing::debug!(sid = %socket.id, "refused handshake: draining");
         return Err(ConnectResult::Draining);
@@ -64,9 +69,8 @@ fn admit(gw: &Gateway, socket: &Socket, auth: TryData<Value>) -> Result<Identity
         tracing::debug!(sid = %socket.id, "refused handshake: too many connections");
         return Err(ConnectResult::Limited);
     }
-    let header = socket
-        .req_parts()
-        .headers
+    let headers = &socket.req_parts().headers;
+    let header = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let auth = auth.0.ok();
@@ -74,7 +78,8 @@ fn admit(gw: &Gateway, socket: &Socket, auth: TryData<Value>) -> Result<Identity
         header,
         auth: auth.as_ref(),
     };
-    let identity = gw.auth.authenticate(&creds).map_err(|e| {
+    let identity = gw.auth.authenticate_handshake(creds, headers).await;
+    let identity = identity.map_err(|e| {
         telemetry::auth_refusal(e.label(), AuthStage::Handshake);
         tracing::debug!(sid = %socket.id, reason = e.label().as_str(), "refused handshake");
         ConnectResult::Unauthorized

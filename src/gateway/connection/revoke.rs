@@ -1,7 +1,7 @@
 //! Fleet-wide revocation, as one replica applies it.
 //!
-//! Order is what makes it safe: (1) the permission source forgets the user (no stale
-//! cache can answer after this), (2) the revocation generation moves on, so a join that
+//! Order is what makes it safe: (1) the permission source (and an identity source with a
+//! cache) forgets the user (no stale cache can answer after this), (2) the revocation generation moves on, so a join that
 //! was authorized before (1) but has not yet entered the room checks again (see
 //! `join_project`), (3) the user's sockets leave the rooms and are told. A join commits
 //! (generation check + room entry) under the membership lock, so it is either before (3)
@@ -40,6 +40,7 @@ pub async fn apply(io: &Io, gw: &Gateway, control: Control) {
         at_ms,
     } = control;
     gw.authz.invalidate(&user);
+    gw.auth.invalidate(&user);
     gw.revocations.bump();
     let mut removed = 0usize;
     for sid in gw.sessions.of(&user) {

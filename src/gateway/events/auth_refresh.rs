@@ -21,7 +21,11 @@ pub(crate) fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>) -> O
         gw.auth
             .authenticate(&creds)
             .and_then(|new| match socket.extensions.get::<Identity>() {
-                Some(old) if old.user_id == new.user_id => Ok(new),
+                // The handshake headers the hooks forward stay those of the connection.
+                Some(old) if old.user_id == new.user_id => Ok(Identity {
+                    forwarded: old.forwarded,
+                    ..new
+                }),
                 _ => Err(AuthError::OtherUser),
             });
     match result {

@@ -1,0 +1,602 @@
+//! The HTTP hooks (`--auth http`, `--authz http`) against a real HTTP backend started by
+//! each test (axum on a free loopback port, counting its calls): accept / refuse, allow /
+//! deny, the per-replica cache, single flight, a backend that is down, slow or back,
+//! revocation on a 2-replica fleet, and no secret in the gateway's debug log.
+
+mod support;
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Json, Router, extract::State, http::HeaderMap, http::StatusCode, routing::post};
+use serde_json::{Value, json};
+use support::client::{connect, try_connect};
+use support::redis::RedisServer;
+use support::{ConnectOutcome, Creds, Gateway, Transport, run_bounded};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle, time::Instant};
+
+const LIMIT: Duration = Duration::from_secs(90);
+const WS: Transport = Transport::Websocket;
+
+/// How the backend behaves.
+const NORMAL: u8 = 0;
+/// Every call sleeps 3 s (longer than the tests' `--hook-timeout`).
+const SLOW: u8 = 1;
+/// Every call answers 500.
+const BROKEN: u8 = 2;
+
+#[derive(Default)]
+struct Backend {
+    auth_calls: AtomicUsize,
+    authz_calls: AtomicUsize,
+    mode: AtomicU8,
+    /// Extra time each permission call takes (to make concurrent joins overlap).
+    authz_delay_ms: AtomicU64,
+    /// token -> user.
+    tokens: Mutex<HashMap<String, String>>,
+    /// (user, project) pairs allowed.
+    grants: Mutex<HashSet<(String, String)>>,
+    /// Headers of the last call.
+    headers: Mutex<Option<HeaderMap>>,
+}
+
+impl Backend {
+    fn token(&self, token: &str, user: &str) {
+        self.tokens
+            .lock()
+            .unwrap()
+            .insert(token.into(), user.into());
+    }
+
+    fn grant(&self, user: &str, project: &str) {
+        self.grants
+            .lock()
+            .unwrap()
+            .insert((user.into(), project.into()));
+    }
+
+    fn revoke(&self, user: &str, project: &str) {
+        self.grants
+            .lock()
+            .unwrap()
+            .remove(&(user.to_owned(), project.to_owned()));
+    }
+
+    fn authz_calls(&self) -> usize {
+        self.authz_calls.load(Ordering::SeqCst)
+    }
+
+    fn auth_calls(&self) -> usize {
+        self.auth_calls.load(Ordering::SeqCst)
+    }
+
+    async fn behave(&self) -> Option<StatusCode> {
+        match self.mode.load(Ordering::SeqCst) {
+            SLOW => {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                None
+            }
+            BROKEN => Some(StatusCode::INTERNAL_SERVER_ERROR),
+            _ => None,
+        }
+    }
+}
+
+async fn auth_hook(
+    State(b): State<Arc<Backend>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    b.auth_calls.fetch_add(1, Ordering::SeqCst);
+    *b.headers.lock().unwrap() = Some(headers);
+    if let Some(status) = b.behave().await {
+        return (status, Json(json!({})));
+    }
+    let token = body["token"].as_str().unwrap_or_default();
+    let user = b.tokens.lock().unwrap().get(token).cloned();
+    match user {
+        Some(user) if user == "expired" => (StatusCode::OK, Json(json!({"user": user, "exp": 1}))),
+        Some(user) => (StatusCode::OK, Json(json!({"user": user}))),
+        None => (StatusCode::UNAUTHORIZED, Json(json!({}))),
+    }
+}
+
+async fn authz_hook(
+    State(b): State<Arc<Backend>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    b.authz_calls.fetch_add(1, Ordering::SeqCst);
+    *b.headers.lock().unwrap() = Some(headers);
+    if let Some(status) = b.behave().await {
+        return (status, Json(json!({})));
+    }
+    let delay = b.authz_delay_ms.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(delay)).await;
+    let user = body["user"].as_str().unwrap_or_default().to_owned();
+    let project = body["project"].as_str().unwrap_or_default().to_owned();
+    if project == "forbidden" {
+        return (StatusCode::FORBIDDEN, Json(json!({})));
+    }
+    let allow = b.grants.lock().unwrap().contains(&(user, project));
+    (StatusCode::OK, Json(json!({ "allow": allow })))
+}
+
+/// The backend's HTTP server on a fixed loopback port, which can be stopped and started.
+struct Server {
+    state: Arc<Backend>,
+    addr: SocketAddr,
+    running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut s = Server {
+            state: Arc::new(Backend::default()),
+            addr,
+            running: None,
+        };
+        s.serve(listener);
+        s
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let app = Router::new()
+            .route("/auth", post(auth_hook))
+            .route("/authz", post(authz_hook))
+            .with_state(self.state.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        self.running = Some((tx, task));
+    }
+
+    /// Stop listening and close every connection (keep-alive ones included).
+    async fn stop(&mut self) {
+        if let Some((tx, task)) = self.running.take() {
+            let _ = tx.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+
+    async fn restart(&mut self) {
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .expect("rebind the backend port");
+        self.serve(listener);
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// A gateway with both hooks on `server` (plus `extra` arguments).
+async fn hook_gateway(server: &Server, extra: &[&str]) -> Gateway {
+    let (auth, authz) = (server.url("/auth"), server.url("/authz"));
+    let mut args = vec![
+        "--auth",
+        "http",
+        "--auth-url",
+        &auth,
+        "--authz",
+        "http",
+        "--authz-url",
+        &authz,
+    ];
+    args.extend_from_slice(extra);
+    Gateway::start(&args).await
+}
+
+async fn expect_unauthorized(gw: &Gateway, token: &str, case: &str) {
+    match try_connect(&gw.url(), WS, Creds::token(token)).await {
+        ConnectOutcome::ConnectError(v) => assert_eq!(v["message"], "Unauthorized", "{case}: {v}"),
+        other => panic!("{case}: expected Unauthorized, got {}", other.describe()),
+    }
+}
+
+/// The ack of a `join_project`, as its first argument's message or the text.
+async fn join_answer(c: &support::TestClient, project: &str) -> String {
+    let ack = c
+        .emit_ack("join_project", vec![json!({"projectId": project})])
+        .await;
+    ack[0]["message"]
+        .as_str()
+        .or(ack[0].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The sum of the `/metrics` samples of `name` whose labels contain all `labels`.
+async fn metric(gw: &Gateway, name: &str, labels: &[&str]) -> f64 {
+    let (_, body) = gw.get("/metrics").await.expect("GET /metrics");
+    body.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|lab| l.contains(lab)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn joined(project: &str) -> String {
+    format!("You have joined {project}!")
+}
+
+#[tokio::test]
+async fn accept_refuse_allow_deny_and_the_cache() {
+    run_bounded(LIMIT, async {
+        let server = Server::start().await;
+        let b = server.state.clone();
+        b.token("tok-alice", "alice");
+        b.token("tok-old", "expired");
+        b.grant("alice", "p1");
+        let gw = hook_gateway(
+            &server,
+            &["--perm-cache-ttl", "10m", "--auth-cache-ttl", "10m"],
+        )
+        .await;
+
+        // Refused: unknown token (401), an answer whose exp is past, no token at all.
+        expect_unauthorized(&gw, "tok-nobody", "401").await;
+        expect_unauthorized(&gw, "tok-old", "exp in the past").await;
+        assert!(matches!(
+            try_connect(&gw.url(), WS, Creds::none()).await,
+            ConnectOutcome::ConnectError(_)
+        ));
+
+        // Accepted; a second handshake with the same token asks nothing (cache).
+        let c = connect(&gw.url(), WS, Creds::token("tok-alice")).await;
+        let calls = b.auth_calls();
+        let c2 = connect(&gw.url(), WS, Creds::token("tok-alice")).await;
+        assert_eq!(b.auth_calls(), calls, "a cached token was asked again");
+
+        // Allowed, denied by {"allow": false}, denied by 403; a second join asks nothing.
+        assert_eq!(join_answer(&c, "p1").await, joined("p1"));
+        assert_eq!(join_answer(&c, "p2").await, "Project not found");
+        assert_eq!(join_answer(&c, "forbidden").await, "Project not found");
+        let calls = b.authz_calls();
+        assert_eq!(calls, 3);
+        assert_eq!(join_answer(&c2, "p1").await, joined("p1"));
+        assert_eq!(join_answer(&c2, "p2").await, "Project not found");
+        assert_eq!(b.authz_calls(), calls, "a cached answer was asked again");
+
+        assert_eq!(
+            metric(
+                &gw,
+                "wsgate_hook_calls_total",
+                &["hook=\"authz\"", "result=\"allow\""]
+            )
+            .await,
+            1.0
+        );
+        assert_eq!(
+            metric(
+                &gw,
+                "wsgate_hook_calls_total",
+                &["hook=\"authz\"", "result=\"deny\""]
+            )
+            .await,
+            2.0
+        );
+        assert_eq!(
+            metric(&gw, "wsgate_hook_cache_hits_total", &["hook=\"authz\""]).await,
+            2.0
+        );
+        assert!(metric(&gw, "wsgate_hook_cache_hits_total", &["hook=\"auth\""]).await >= 1.0);
+        assert!(metric(&gw, "wsgate_hook_seconds_count", &["hook=\"authz\""]).await >= 3.0);
+        c.disconnect().await;
+        c2.disconnect().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_joins_make_one_call() {
+    run_bounded(LIMIT, async {
+        let server = Server::start().await;
+        let b = server.state.clone();
+        b.token("tok-alice", "alice");
+        b.grant("alice", "p1");
+        b.authz_delay_ms.store(300, Ordering::SeqCst);
+        let gw = hook_gateway(&server, &[]).await;
+        let mut clients = Vec::new();
+        for _ in 0..10 {
+            clients.push(connect(&gw.url(), WS, Creds::token("tok-alice")).await);
+        }
+        let joins = clients
+            .iter()
+            .flat_map(|c| (0..10).map(move |_| join_answer(c, "p1")));
+        let answers = futures_util::future::join_all(joins).await;
+        assert_eq!(answers.len(), 100);
+        assert!(answers.iter().all(|a| *a == joined("p1")), "{answers:?}");
+        assert_eq!(b.authz_calls(), 1, "single flight");
+        for c in clients {
+            c.disconnect().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn backend_down_slow_then_back() {
+    run_bounded(LIMIT, async {
+        let mut server = Server::start().await;
+        let b = server.state.clone();
+        b.token("tok-alice", "alice");
+        b.token("tok-bob", "bob");
+        for p in ["p1", "p2", "p3"] {
+            b.grant("alice", p);
+        }
+        let gw = hook_gateway(&server, &["--hook-timeout", "500ms"]).await;
+        let c = connect(&gw.url(), WS, Creds::token("tok-alice")).await;
+
+        // Down (connection refused): denied at once, and a new token is refused.
+        server.stop().await;
+        let start = Instant::now();
+        assert_eq!(join_answer(&c, "p1").await, "Project not found");
+        assert!(
+            start.elapsed() < Duration::from_millis(400),
+            "down: {:?}",
+            start.elapsed()
+        );
+        expect_unauthorized(&gw, "tok-bob", "backend down").await;
+
+        // Back: the failure was not cached.
+        server.restart().await;
+        assert_eq!(join_answer(&c, "p1").await, joined("p1"));
+
+        // Slower than --hook-timeout: denied within the timeout (and a margin).
+        b.mode.store(SLOW, Ordering::SeqCst);
+        let start = Instant::now();
+        assert_eq!(join_answer(&c, "p2").await, "Project not found");
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(450) && took < Duration::from_millis(1500),
+            "slow: {took:?}"
+        );
+
+        // 500: denied, counted as an error.
+        b.mode.store(BROKEN, Ordering::SeqCst);
+        assert_eq!(join_answer(&c, "p3").await, "Project not found");
+
+        // Back to normal: works again.
+        b.mode.store(NORMAL, Ordering::SeqCst);
+        assert_eq!(join_answer(&c, "p2").await, joined("p2"));
+        assert_eq!(join_answer(&c, "p3").await, joined("p3"));
+        let bob = connect(&gw.url(), WS, Creds::token("tok-bob")).await;
+
+        assert!(
+            metric(
+                &gw,
+                "wsgate_hook_calls_total",
+                &["hook=\"authz\"", "result=\"timeout\""]
+            )
+            .await
+                >= 1.0
+        );
+        assert!(
+            metric(
+                &gw,
+                "wsgate_hook_calls_total",
+                &["hook=\"authz\"", "result=\"error\""]
+            )
+            .await
+                >= 2.0
+        );
+        assert!(
+            metric(
+                &gw,
+                "wsgate_hook_calls_total",
+                &["hook=\"auth\"", "result=\"error\""]
+            )
+            .await
+                >= 1.0
+        );
+        assert!(
+            metric(
+                &gw,
+                "wsgate_auth_refusals_total",
+                &["reason=\"hook_failed\""]
+            )
+            .await
+                >= 1.0
+        );
+        c.disconnect().await;
+        bob.disconnect().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn revocation_drops_cached_answers_on_every_replica() {
+    run_bounded(Duration::from_secs(120), async {
+        let server = Server::start().await;
+        let b = server.state.clone();
+        b.token("tok-alice", "alice");
+        b.grant("alice", "p1");
+        let redis = RedisServer::start().await;
+        let url = redis.url();
+        let mut replicas = Vec::new();
+        for _ in 0..2 {
+            replicas.push(
+                hook_gateway(&server, &["--redis-url", &url, "--perm-cache-ttl", "10m"]).await,
+            );
+        }
+        for r in &replicas {
+            r.wait_status("/readyz", 200, Duration::from_secs(15)).await;
+        }
+        redis
+            .wait_numsub_at_least("wsgate-control#/#", 2, Duration::from_secs(10))
+            .await;
+        let mut clients = Vec::new();
+        for r in &replicas {
+            let mut c = connect(&r.url(), WS, Creds::token("tok-alice")).await;
+            c.join("p1").await;
+            // Cached: a second join on the replica asks nothing.
+            let calls = b.authz_calls();
+            assert_eq!(join_answer(&c, "p1").await, joined("p1"));
+            assert_eq!(b.authz_calls(), calls);
+            clients.push(c);
+        }
+        assert_eq!(b.authz_calls(), 2, "one call per replica");
+
+        // The application withdraws p1, then revokes: every replica forgets its answer.
+        b.revoke("alice", "p1");
+        let out = support::run_wsgate(
+            "revoke",
+            &["--redis-url", &url, "--user", "alice"],
+            Duration::from_secs(20),
+        )
+        .await
+        .expect("wsgate revoke");
+        assert!(out.success(), "wsgate revoke: {}", out.stderr);
+        for c in clients.iter_mut() {
+            let (args, _) = c
+                .wait_for_event("exception", Duration::from_secs(10))
+                .await
+                .expect("revocation");
+            assert_eq!(args[0]["message"], "Access revoked", "{args:?}");
+        }
+        for c in &clients {
+            assert_eq!(
+                join_answer(c, "p1").await,
+                "Project not found",
+                "stale cached answer"
+            );
+        }
+        assert!(
+            b.authz_calls() >= 4,
+            "every replica asked again: {}",
+            b.authz_calls()
+        );
+        for c in clients {
+            c.disconnect().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn no_token_or_header_value_in_the_debug_log() {
+    run_bounded(LIMIT, async {
+        let mut server = Server::start().await;
+        let b = server.state.clone();
+        let token = "tok-SECRET-4711";
+        let key = "key-SECRET-0815";
+        b.token(token, "alice");
+        b.grant("alice", "p1");
+        let (auth, authz) = (server.url("/auth"), server.url("/authz"));
+        let args = [
+            "--auth",
+            "http",
+            "--auth-url",
+            &auth,
+            "--authz",
+            "http",
+            "--authz-url",
+            &authz,
+            "--hook-header",
+            "X-Gateway-Key: ${HOOK_TEST_KEY}",
+            "--hook-forward-header",
+            "Authorization",
+            "--hook-timeout",
+            "500ms",
+        ];
+        let env = [("RUST_LOG", "debug"), ("HOOK_TEST_KEY", key)];
+        let gw = Gateway::try_start_env("wsgate", &args, &env).await.unwrap();
+
+        let c = connect(&gw.url(), WS, Creds::header(&format!("Bearer {token}"))).await;
+        assert_eq!(join_answer(&c, "p1").await, joined("p1"));
+        // The configured header is sent, and the chosen handshake header is forwarded.
+        let seen = b.headers.lock().unwrap().clone().expect("a call");
+        assert_eq!(seen.get("x-gateway-key").unwrap(), key);
+        assert_eq!(
+            seen.get("authorization").unwrap(),
+            &format!("Bearer {token}")
+        );
+        // Failures are logged (once per kind per 10 s), still without secrets.
+        b.mode.store(BROKEN, Ordering::SeqCst);
+        assert_eq!(join_answer(&c, "p2").await, "Project not found");
+        assert_eq!(join_answer(&c, "p3").await, "Project not found");
+        server.stop().await;
+        assert_eq!(join_answer(&c, "p4").await, "Project not found");
+        expect_unauthorized(&gw, "tok-other-SECRET", "down").await;
+        c.disconnect().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let log = gw.stderr_tail();
+        assert!(log.contains("DEBUG"), "not a debug log:\n{log}");
+        let failures: Vec<_> = log
+            .lines()
+            .filter(|l| l.contains("HTTP hook call failed"))
+            .collect();
+        assert_eq!(failures.len(), 3, "one line per error kind:\n{log}");
+        for secret in [token, key, "SECRET"] {
+            assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+        }
+        assert!(!format!("{:?}", gw.stdout_lines()).contains("SECRET"));
+    })
+    .await;
+}
+
+/// BENCHMARKS.md "Joins through the HTTP permission hook": joins per second with a cold
+/// cache (every join a distinct (user, project): one call each) and a warm one (the same
+/// joins again: no call). Run: `cargo test --test hooks -- --ignored --nocapture joins_per_second`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn joins_per_second_through_the_hook() {
+    const CLIENTS: usize = 20;
+    const PROJECTS: usize = 100;
+    let server = Server::start().await;
+    let b = server.state.clone();
+    for u in 0..CLIENTS {
+        b.tokens
+            .lock()
+            .unwrap()
+            .insert(format!("tok-{u}"), format!("user-{u}"));
+        for p in 0..PROJECTS {
+            b.grant(&format!("user-{u}"), &format!("p{p}"));
+        }
+    }
+    let gw = hook_gateway(&server, &["--perm-cache-ttl", "10m"]).await;
+    let mut clients = Vec::new();
+    for u in 0..CLIENTS {
+        clients.push(connect(&gw.url(), WS, Creds::token(&format!("tok-{u}"))).await);
+    }
+    for round in ["cold", "warm"] {
+        let calls = b.authz_calls();
+        let start = Instant::now();
+        let per_client = clients.iter().map(|c| async move {
+            for p in 0..PROJECTS {
+                assert_eq!(
+                    join_answer(c, &format!("p{p}")).await,
+                    joined(&format!("p{p}"))
+                );
+            }
+        });
+        futures_util::future::join_all(per_client).await;
+        let took = start.elapsed();
+        let joins = CLIENTS * PROJECTS;
+        println!(
+            "{round}: {joins} joins ({CLIENTS} sockets x {PROJECTS} projects, sequential per socket) \
+             in {took:?}: {:.0} joins/s, {} hook calls",
+            joins as f64 / took.as_secs_f64(),
+            b.authz_calls() - calls
+        );
+    }
+    for c in clients {
+        c.disconnect().await;
+    }
+}
