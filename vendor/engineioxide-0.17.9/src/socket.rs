@@ -71,7 +71,7 @@ use futures_util::FutureExt;
 use http::request::Parts;
 use smallvec::{SmallVec, smallvec};
 use tokio::sync::{
-    Mutex,
+    Mutex, Notify,
     mpsc::{self, Receiver, error::TrySendError},
     watch,
 };
@@ -115,18 +115,18 @@ impl From<&Error> for Option<DisconnectReason> {
 /// A permit to emit a message to the client.
 /// A permit holds a place in the internal channel to send one packet to the client.
 pub struct Permit<'a> {
-    inner: mpsc::Permit<'a, PacketBuf>,
+    inner: mpsc::Permit<'a, QueuedPackets>,
 }
 impl Permit<'_> {
     /// Consume the permit and emit a message to the client.
     #[inline]
     pub fn emit(self, msg: Str) {
-        self.inner.send(smallvec![Packet::Message(msg)]);
+        self.inner.send(QueuedPackets::Message(msg));
     }
     /// Consume the permit and emit a binary message to the client.
     #[inline]
     pub fn emit_binary(self, data: Bytes) {
-        self.inner.send(smallvec![Packet::Binary(data)]);
+        self.inner.send(QueuedPackets::Binary(data));
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -138,7 +138,7 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
-        self.inner.send(packets);
+        self.inner.send(packets.into());
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -150,21 +150,76 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
-        self.inner.send(packets);
+        self.inner.send(packets.into());
+    }
+}
+
+/// One entry of a socket's internal channels: a [`PacketBuf`], stored compactly.
+///
+/// A tokio bounded channel allocates its slots in blocks of 32, the first one when the channel
+/// is created, so every socket pays 32 entries whether it is idle or not. A [`PacketBuf`] is
+/// 168 bytes (two inline [`Packet`]s, each as large as [`Packet::Open`]): 5.4 KB per socket.
+/// Nearly everything queued is a single message or binary packet, which this holds in 40 bytes
+/// without allocating; anything else (adjacent packets, a ping, a close) is boxed.
+#[derive(Debug, Clone)]
+pub(crate) enum QueuedPackets {
+    Message(Str),
+    Binary(Bytes),
+    Other(Box<PacketBuf>),
+}
+
+impl From<Packet> for QueuedPackets {
+    #[inline]
+    fn from(packet: Packet) -> Self {
+        match packet {
+            Packet::Message(msg) => Self::Message(msg),
+            Packet::Binary(data) => Self::Binary(data),
+            packet => Self::Other(Box::new(smallvec![packet])),
+        }
+    }
+}
+
+impl From<PacketBuf> for QueuedPackets {
+    #[inline]
+    fn from(mut packets: PacketBuf) -> Self {
+        match packets.len() {
+            1 => packets.pop().unwrap().into(),
+            _ => Self::Other(Box::new(packets)),
+        }
+    }
+}
+
+impl From<QueuedPackets> for PacketBuf {
+    #[inline]
+    fn from(packets: QueuedPackets) -> Self {
+        match packets {
+            QueuedPackets::Message(msg) => smallvec![Packet::Message(msg)],
+            QueuedPackets::Binary(data) => smallvec![Packet::Binary(data)],
+            QueuedPackets::Other(packets) => *packets,
+        }
+    }
+}
+
+impl IntoIterator for QueuedPackets {
+    type Item = Packet;
+    type IntoIter = smallvec::IntoIter<[Packet; 2]>;
+    #[inline]
+    fn into_iter(self) -> Self::IntoIter {
+        PacketBuf::from(self).into_iter()
     }
 }
 
 #[derive(Debug)]
 pub(crate) struct InternalRx {
-    pub buffered_rx: Receiver<PacketBuf>,
+    pub buffered_rx: Receiver<QueuedPackets>,
     pub peeked_packet: Option<PacketBuf>,
-    pub volatile_rx: watch::Receiver<Option<PacketBuf>>,
+    pub volatile_rx: watch::Receiver<Option<QueuedPackets>>,
 }
 
 impl InternalRx {
     fn new(
-        buffered_rx: Receiver<PacketBuf>,
-        volatile_rx: watch::Receiver<Option<PacketBuf>>,
+        buffered_rx: Receiver<QueuedPackets>,
+        volatile_rx: watch::Receiver<Option<QueuedPackets>>,
     ) -> Self {
         Self {
             buffered_rx,
@@ -214,19 +269,19 @@ where
     pub(crate) internal_rx: Mutex<InternalRx>,
 
     /// Channel to send [PacketBuf] to the internal connection
-    pub(crate) internal_tx: mpsc::Sender<PacketBuf>,
+    pub(crate) internal_tx: mpsc::Sender<QueuedPackets>,
 
     /// Channel to send volatile [PacketBuf]s that bypass the internal buffer.
     /// Uses a [`watch`](tokio::sync::watch) channel so only the latest volatile
     /// message is retained; subsequent volatile sends overwrite the previous one.
-    volatile_tx: watch::Sender<Option<PacketBuf>>,
+    volatile_tx: watch::Sender<Option<QueuedPackets>>,
 
-    /// Internal channel to receive Pong [`Packets`](Packet) (v4 protocol) or Ping (v3 protocol) in the heartbeat job
-    /// which is running in a separate task
-    heartbeat_rx: Mutex<Receiver<()>>,
-    /// Channel to send Ping [`Packets`](Packet) (v4 protocol) or Ping (v3 protocol) from the connexion to the heartbeat job
-    /// which is running in a separate task
-    pub(crate) heartbeat_tx: mpsc::Sender<()>,
+    /// Notified by the connection when it receives a Pong [`Packet`] (v4 protocol) or a Ping (v3 protocol),
+    /// for the heartbeat job which is running in a separate task.
+    ///
+    /// A notification that arrives while the job is not waiting is kept (one at most), as a channel
+    /// of capacity 1 would keep it; a [`Notify`] does so without allocating a channel per socket.
+    pub(crate) heartbeat_tx: Notify,
 
     /// A cancellation token that will be triggered when the socket is being closed.
     pub(crate) cancellation_token: CancellationToken,
@@ -256,7 +311,6 @@ where
         supports_binary: bool,
     ) -> Self {
         let (internal_tx, internal_rx) = mpsc::channel(config.max_buffer_size);
-        let (heartbeat_tx, heartbeat_rx) = mpsc::channel(1);
         let (volatile_tx, volatile_rx) = watch::channel(None);
 
         Self {
@@ -270,8 +324,7 @@ where
 
             volatile_tx,
 
-            heartbeat_rx: Mutex::new(heartbeat_rx),
-            heartbeat_tx,
+            heartbeat_tx: Notify::new(),
             cancellation_token: CancellationToken::new(),
 
             close_fn,
@@ -289,10 +342,10 @@ where
         tracing::debug!(?packet, "sending packet");
 
         self.internal_tx
-            .try_send(smallvec![packet])
+            .try_send(packet.into())
             .map_err(|p| match p {
-                TrySendError::Full(mut p) => TrySendError::Full(p.pop().unwrap()),
-                TrySendError::Closed(mut p) => TrySendError::Closed(p.pop().unwrap()),
+                TrySendError::Full(p) => TrySendError::Full(PacketBuf::from(p).pop().unwrap()),
+                TrySendError::Closed(p) => TrySendError::Closed(PacketBuf::from(p).pop().unwrap()),
             })?;
         Ok(())
     }
@@ -348,18 +401,13 @@ where
     ///
     /// If the client does not respond within the timeout, the connection is closed.
     async fn heartbeat_job_v4(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        let mut heartbeat_rx = self
-            .heartbeat_rx
-            .try_lock()
-            .expect("Pong rx should be locked only once");
-
         #[cfg(feature = "tracing")]
         tracing::debug!(sid = ?self.id, "heartbeat sender routine started");
 
         let mut interval_tick = tokio::time::interval(interval);
         interval_tick.tick().await;
         // Some clients send the pong packet in first. If that happens, we should consume it.
-        heartbeat_rx.try_recv().ok();
+        self.heartbeat_tx.notified().now_or_never();
         loop {
             // If we are currently upgrading we should pause the heartbeat process
             if self.is_upgrading() {
@@ -371,16 +419,15 @@ where
             tracing::trace!(sid = ?self.id, "emitting ping");
 
             self.internal_tx
-                .try_send(smallvec![Packet::Ping])
+                .try_send(Packet::Ping.into())
                 .map_err(|_| Error::HeartbeatTimeout)?;
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "waiting for pong");
 
-            tokio::time::timeout(timeout, heartbeat_rx.recv())
+            tokio::time::timeout(timeout, self.heartbeat_tx.notified())
                 .await
-                .map_err(|_| Error::HeartbeatTimeout)?
-                .ok_or(Error::HeartbeatTimeout)?;
+                .map_err(|_| Error::HeartbeatTimeout)?;
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "pong received");
@@ -391,24 +438,18 @@ where
 
     #[cfg(feature = "v3")]
     async fn heartbeat_job_v3(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        let mut heartbeat_rx = self
-            .heartbeat_rx
-            .try_lock()
-            .expect("Pong rx should be locked only once");
-
         #[cfg(feature = "tracing")]
         tracing::debug!(sid = ?self.id, "heartbeat receiver routine started");
 
         loop {
-            tokio::time::timeout(interval + timeout, heartbeat_rx.recv())
+            tokio::time::timeout(interval + timeout, self.heartbeat_tx.notified())
                 .await
-                .map_err(|_| Error::HeartbeatTimeout)?
-                .ok_or(Error::HeartbeatTimeout)?;
+                .map_err(|_| Error::HeartbeatTimeout)?;
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "ping received, sending pong");
             self.internal_tx
-                .try_send(smallvec![Packet::Pong])
+                .try_send(Packet::Pong.into())
                 .map_err(|_| Error::HeartbeatTimeout)?;
         }
     }
@@ -553,7 +594,7 @@ where
     }
 
     pub(crate) fn send_volatile(&self, packets: PacketBuf) -> bool {
-        self.volatile_tx.send(Some(packets)).is_ok()
+        self.volatile_tx.send(Some(packets.into())).is_ok()
     }
 }
 
@@ -565,7 +606,6 @@ impl<D: Default + Send + Sync + 'static> std::fmt::Debug for Socket<D> {
             .field("conn", &self.transport)
             .field("internal_rx", &self.internal_rx)
             .field("internal_tx", &self.internal_tx)
-            .field("heartbeat_rx", &self.heartbeat_rx)
             .field("heartbeat_tx", &self.heartbeat_tx)
             .field("cancellation_token", &self.cancellation_token)
             .field("req_data", &self.req_parts)
@@ -614,7 +654,6 @@ where
         buffer_size: usize,
     ) -> (Arc<Socket<D>>, tokio::sync::mpsc::Receiver<Packet>) {
         let (internal_tx, internal_rx) = mpsc::channel(buffer_size);
-        let (heartbeat_tx, heartbeat_rx) = mpsc::channel(1);
         let (volatile_tx, volatile_rx) = watch::channel(None);
 
         let sock = Self {
@@ -628,8 +667,7 @@ where
 
             volatile_tx,
 
-            heartbeat_rx: Mutex::new(heartbeat_rx),
-            heartbeat_tx,
+            heartbeat_tx: Notify::new(),
             cancellation_token: CancellationToken::new(),
             close_fn,
 
@@ -652,5 +690,45 @@ where
         });
 
         (sock, rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An entry of the internal channel is paid 32 times per socket (tokio's block of slots).
+    #[test]
+    fn queued_packets_stay_small() {
+        assert!(std::mem::size_of::<QueuedPackets>() <= 40);
+        assert!(std::mem::size_of::<QueuedPackets>() < std::mem::size_of::<PacketBuf>() / 4);
+    }
+
+    #[test]
+    fn queued_packets_round_trip() {
+        let cases: Vec<PacketBuf> = vec![
+            smallvec![Packet::Message("hello".into())],
+            smallvec![Packet::Binary(Bytes::from_static(b"\x01\x02"))],
+            smallvec![Packet::Ping],
+            smallvec![Packet::BinaryV3(Bytes::from_static(b"\x03"))],
+            smallvec![
+                Packet::Message("with attachments".into()),
+                Packet::Binary(Bytes::from_static(b"\x04")),
+                Packet::Binary(Bytes::from_static(b"\x05")),
+            ],
+        ];
+        for packets in cases {
+            let queued = QueuedPackets::from(packets.clone());
+            assert_eq!(queued.clone().into_iter().collect::<PacketBuf>(), packets);
+            assert_eq!(PacketBuf::from(queued), packets);
+        }
+        assert!(matches!(
+            QueuedPackets::from(Packet::Message("m".into())),
+            QueuedPackets::Message(_)
+        ));
+        assert!(matches!(
+            QueuedPackets::from(Packet::Binary(Bytes::new())),
+            QueuedPackets::Binary(_)
+        ));
     }
 }
