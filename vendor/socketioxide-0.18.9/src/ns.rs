@@ -21,6 +21,16 @@ use socketioxide_core::{
     parser::Parse,
 };
 
+// wsgate hunk 5 (begin)
+/// The CONNECT reply's payload with a session id for connection state recovery, as the
+/// Node server sends it (`{"sid": ..., "pid": ...}`).
+#[derive(serde::Serialize)]
+struct ConnectWithPid<'a> {
+    sid: Sid,
+    pid: &'a str,
+}
+// wsgate hunk 5 (end)
+
 /// A [`Namespace`] constructor used for dynamic namespaces
 /// A namespace constructor only hold a common handler that will be cloned
 /// to the instantiated namespaces.
@@ -170,7 +180,14 @@ impl<A: Adapter> Namespace<A> {
         let protocol = esocket.protocol.into();
         let payload = ConnectPacket { sid: socket.id };
         let payload = match protocol {
-            ProtocolVersion::V5 => Some(self.parser.encode_default(&payload).unwrap()),
+            // wsgate hunk 5: `{sid, pid}` when a middleware set a pid.
+            ProtocolVersion::V5 => Some(match socket.connect_pid() {
+                Some(pid) => self
+                    .parser
+                    .encode_default(&ConnectWithPid { sid: socket.id, pid })
+                    .unwrap(),
+                None => self.parser.encode_default(&payload).unwrap(),
+            }),
             ProtocolVersion::V4 => None,
         };
         if let Err(_e) = socket.send(Packet::connect(self.path.clone(), payload)) {

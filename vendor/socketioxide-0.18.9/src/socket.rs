@@ -37,7 +37,7 @@ use crate::{
     parser::Parser,
 };
 use socketioxide_core::{
-    Value,
+    Str, Value,
     adapter::errors::{AdapterError, BroadcastError},
     adapter::{BroadcastOptions, RemoteSocketData, Room, RoomParam},
     packet::{Packet, PacketData},
@@ -306,6 +306,8 @@ pub struct Socket<A: Adapter = LocalAdapter> {
     #[cfg(feature = "extensions")]
     pub extensions: Extensions,
     esocket: Arc<engineioxide::Socket<SocketData<A>>>,
+    // wsgate hunk 5: the session id sent as `pid` in the CONNECT reply, when set.
+    connect_pid: std::sync::OnceLock<Str>,
 }
 
 impl<A: Adapter> Socket<A> {
@@ -329,8 +331,28 @@ impl<A: Adapter> Socket<A> {
             #[cfg(feature = "extensions")]
             extensions: Extensions::new(),
             esocket,
+            connect_pid: std::sync::OnceLock::new(), // wsgate hunk 5
         }
     }
+
+    // wsgate hunk 5 (begin)
+    /// Sets the private session id (`pid`) that the CONNECT reply carries, for connection
+    /// state recovery done by the application: the official clients (socket.io-client 4.6+)
+    /// keep it and send it back, with the last offset they received, in their next CONNECT,
+    /// and report `socket.recovered` when the reply carries the same `pid`.
+    ///
+    /// Call it from a connect middleware (the reply is built after the middlewares). Only
+    /// the first call counts; a socket without one gets the reply `{sid}` as before. It has
+    /// no effect with protocol v4 clients, whose CONNECT reply has no payload.
+    pub fn set_connect_pid(&self, pid: impl Into<Str>) {
+        let _ = self.connect_pid.set(pid.into());
+    }
+
+    /// The `pid` set with [`Socket::set_connect_pid`], if any.
+    pub fn connect_pid(&self) -> Option<&str> {
+        self.connect_pid.get().map(|p| p.as_str())
+    }
+    // wsgate hunk 5 (end)
 
     /// # Registers a [`MessageHandler`] for the given event.
     ///

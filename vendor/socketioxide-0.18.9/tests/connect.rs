@@ -276,3 +276,38 @@ async fn duplicate_connect_packet() {
     stx.try_send(create_msg("/", "test", ())).unwrap();
     timeout_rcv(&mut rx).await;
 }
+
+// wsgate hunk 6 (begin): tests of hunk 5 (`pid` in the CONNECT reply).
+/// A pid set by a middleware goes out in the CONNECT reply as `{"sid", "pid"}`.
+#[tokio::test]
+async fn connect_reply_carries_pid_set_by_middleware() {
+    let (_svc, io) = SocketIo::new_svc();
+    let middleware = async |s: SocketRef| {
+        s.set_connect_pid("session-1");
+        s.set_connect_pid("ignored: only the first call counts");
+        Ok::<_, std::convert::Infallible>(())
+    };
+    io.ns("/", { async |s: SocketRef| assert_eq!(s.connect_pid(), Some("session-1")) }.with(middleware));
+    let (_stx, mut srx) = io.new_dummy_sock("/", ()).await;
+    let Message(reply) = assert_some!(srx.recv().await) else {
+        panic!("not a message")
+    };
+    let json: serde_json::Value = serde_json::from_str(&reply[1..]).unwrap();
+    assert_eq!(json["pid"], "session-1");
+    assert!(json["sid"].is_string());
+    assert_eq!(json.as_object().unwrap().len(), 2);
+}
+
+/// Without a pid, the reply is `{"sid"}` as before.
+#[tokio::test]
+async fn connect_reply_without_pid_is_unchanged() {
+    let (_svc, io) = SocketIo::new_svc();
+    io.ns("/", async |s: SocketRef| assert_eq!(s.connect_pid(), None));
+    let (_stx, mut srx) = io.new_dummy_sock("/", ()).await;
+    let Message(reply) = assert_some!(srx.recv().await) else {
+        panic!("not a message")
+    };
+    let json: serde_json::Value = serde_json::from_str(&reply[1..]).unwrap();
+    assert_eq!(json.as_object().unwrap().keys().collect::<Vec<_>>(), ["sid"]);
+}
+// wsgate hunk 6 (end)
