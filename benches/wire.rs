@@ -16,6 +16,7 @@ fn update() -> Broadcast {
         volatile: false,
         sent_at: None,
         position: None,
+        order: None,
     }
 }
 

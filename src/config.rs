@@ -363,6 +363,10 @@ impl HistoryArgs {
     }
 }
 
+fn parse_recovery_window(s: &str) -> Result<Duration, String> {
+    parse_at_least(s, "2m", Duration::from_secs(1))
+}
+
 fn parse_history_ttl(s: &str) -> Result<Duration, String> {
     parse_at_least(s, "10m", Duration::from_millis(1))
 }
@@ -609,6 +613,14 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub history: HistoryArgs,
 
+    /// Socket.IO's connection-state recovery for stock clients (the Node option
+    /// `maxDisconnectionDuration`), fleet-wide: a client that comes back within this long,
+    /// on any replica, gets `socket.recovered`, its rooms (re-authorized) and every update
+    /// it missed (e.g. `2m`; off by default). Needs room history (`--history-size`) and a
+    /// standalone Redis; every update then carries its offset as a last argument.
+    #[arg(long, env = "WSGATE_CONNECTION_STATE_RECOVERY", value_parser = parse_recovery_window)]
+    pub connection_state_recovery: Option<Duration>,
+
     /// Test hook: `NAME:DELAY` makes the background task NAME (e.g. `delivery`) panic
     /// DELAY after start, to show that a replica whose task ended stops being ready and
     /// exits non-zero. Never set it in production.
@@ -620,12 +632,13 @@ fn parse_fail_task(s: &str) -> Result<(String, Duration), String> {
     let (name, delay) = s
         .split_once(':')
         .ok_or("expected NAME:DELAY, e.g. delivery:2s")?;
-    const TASKS: [&str; 5] = [
+    const TASKS: [&str; 6] = [
         "delivery",
         "eviction",
         "backplane",
         "readiness",
         "demo_push",
+        "sessions",
     ];
     if !TASKS.contains(&name) {
         return Err(format!(
@@ -640,6 +653,18 @@ fn parse_fail_task(s: &str) -> Result<(String, Duration), String> {
 impl ServeConfig {
     /// The checks that involve more than one setting; the message names them.
     pub fn check(&self) -> Result<(), String> {
+        if self.connection_state_recovery.is_some() {
+            if self.history.config().is_none() {
+                return Err("--connection-state-recovery / WSGATE_CONNECTION_STATE_RECOVERY needs room history: \
+                     set --history-size / WSGATE_HISTORY_SIZE (e.g. 1000) on the replicas and the publishers"
+                    .into());
+            }
+            if self.redis_url.is_none() || self.redis_mode.mode != RedisMode::Standalone {
+                return Err("--connection-state-recovery / WSGATE_CONNECTION_STATE_RECOVERY needs a standalone Redis \
+                     (--redis-url, --redis-mode standalone): sessions and history live there"
+                    .into());
+            }
+        }
         if self.drain_deadline <= self.drain_window {
             return Err(format!(
                 "--drain-deadline / WSGATE_DRAIN_DEADLINE ({}) must be longer than --drain-window / WSGATE_DRAIN_WINDOW ({})",

@@ -91,6 +91,15 @@ labels! {
         Unavailable = "unavailable",
     }
 
+    /// What a stock client's CONNECT with `{pid, offset}` got (connection-state recovery).
+    SessionRecovery for "wsgate_session_recoveries_total" "result" {
+        Recovered = "recovered",
+        Expired = "expired",
+        Trimmed = "trimmed",
+        EpochChanged = "epoch_changed",
+        Unavailable = "unavailable",
+    }
+
     /// A client event, by name (`Other`: any event without a handler).
     EventName for "wsgate_events_received_total" "event" {
         Message = "message",
@@ -285,7 +294,12 @@ fn declare() {
     for name in UNLABELLED {
         metrics::counter!(name).absolute(0);
     }
-    for name in ["wsgate_connections", "wsgate_draining", "wsgate_ready"] {
+    for name in [
+        "wsgate_connections",
+        "wsgate_draining",
+        "wsgate_ready",
+        "wsgate_sessions",
+    ] {
         metrics::gauge!(name).set(0.0);
     }
 }
@@ -311,6 +325,18 @@ fn describe() {
     describe_counter!(
         "wsgate_recoveries_total",
         "Opted-in joins (recover / since) by result: fresh, recovered, trimmed, epoch_changed, unavailable."
+    );
+    describe_counter!(
+        "wsgate_session_recoveries_total",
+        "Stock clients' CONNECTs with {pid, offset} (--connection-state-recovery) by result: recovered (rooms and missed updates given back), expired (no such session, another user's, or past the window), trimmed (history lost some), epoch_changed (an offset this fleet never gave), unavailable (Redis unreachable, or an offset that is not one of ours)."
+    );
+    describe_gauge!(
+        "wsgate_sessions",
+        "Sockets with a recoverable session on this replica (--connection-state-recovery), as of the last keep-alive."
+    );
+    describe_histogram!(
+        "wsgate_session_replay_updates",
+        "Missed updates replayed per recovered session."
     );
     describe_counter!(
         "wsgate_events_received_total",

@@ -50,6 +50,7 @@ fn update(room: &str, tag: &str) -> Broadcast {
         volatile: false,
         sent_at: None,
         position: None,
+        order: None,
     }
 }
 

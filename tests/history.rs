@@ -87,8 +87,13 @@ async fn history_publish_is_xadd_then_publish_of_the_same_positioned_bytes() {
             let p = b.position.as_ref().unwrap();
             assert_eq!(p.epoch, epoch);
             assert_eq!(p.offset.seq, i as u64 + 1);
+            let order = b.order.expect("a fleet order");
+            if i > 0 {
+                assert!(order > decoded[i - 1].order.unwrap(), "orders increase");
+            }
             let mut plain = b.clone();
             plain.position = None;
+            plain.order = None;
             assert_eq!(
                 plain,
                 update("p", i as u64 + 1),

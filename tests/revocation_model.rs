@@ -413,6 +413,7 @@ async fn run(schedule: Schedule) -> Result<(), TestCaseError> {
             volatile: false,
             sent_at: None,
             position: None,
+            order: None,
         };
         deliver_broadcast(&io, b).await;
     }

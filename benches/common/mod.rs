@@ -80,6 +80,7 @@ pub async fn build() -> Fixture {
         volatile: false,
         sent_at: None,
         position: None,
+        order: None,
     };
     let message = wire::encode("emitter", &b);
     b.position = Some(wsgate::history::Position {

@@ -74,6 +74,9 @@ pub struct Broadcast {
     /// Where it sits in its room's history (`opts.flags.wsgateEpoch` / `wsgateOffset`),
     /// when it was published with history (see [`stream`]).
     pub position: Option<position::Position>,
+    /// Its place in the fleet order (`opts.flags.wsgateOrder`), when published with
+    /// history: the offset stock clients keep for connection-state recovery.
+    pub order: Option<u64>,
 }
 
 /// What the fleet asks this replica to do with its local sockets.
@@ -152,6 +155,7 @@ mod tests {
             volatile: false,
             sent_at: None,
             position: None,
+            order: None,
         };
         assert_eq!(channel_for(&b), "socket.io#/#project_one#");
         b.rooms.push("b".into());

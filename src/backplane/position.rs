@@ -8,6 +8,10 @@ use std::{fmt, str::FromStr};
 pub const EPOCH_FLAG: &str = "wsgateEpoch";
 /// Flag key of the update's offset in `opts.flags`.
 pub const OFFSET_FLAG: &str = "wsgateOffset";
+/// Flag key of the update's place in the fleet order (`opts.flags.wsgateOrder`, decimal
+/// microseconds of Redis time, strictly increasing across every room of one Redis): what
+/// stock connection-state recovery gives clients as their offset.
+pub const ORDER_FLAG: &str = "wsgateOrder";
 /// Longest epoch accepted from a client (ours are 16 hex digits).
 pub const MAX_EPOCH: usize = 64;
 

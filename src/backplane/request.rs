@@ -143,6 +143,7 @@ fn broadcast_of(obj: &serde_json::Map<String, Json>) -> Option<super::Broadcast>
             .and_then(|f| f.get(super::wire::SENT_AT))
             .and_then(Json::as_f64),
         position: None,
+        order: None,
     })
 }
 

@@ -331,6 +331,7 @@ mod tests {
             volatile: true,
             sent_at: None,
             position: None,
+            order: None,
         };
         assert_eq!(
             encode_broadcast("abc123", &b),

@@ -11,7 +11,7 @@ use serde::ser::{Serialize, SerializeTuple, Serializer};
 use super::Broadcast;
 use crate::telemetry::DecodeErrorKind;
 
-use super::position::{EPOCH_FLAG, MAX_EPOCH, OFFSET_FLAG, Position};
+use super::position::{EPOCH_FLAG, MAX_EPOCH, OFFSET_FLAG, ORDER_FLAG, Position};
 
 /// Socket.IO packet type of an event.
 const EVENT: u64 = 2;
@@ -168,16 +168,16 @@ pub(crate) fn event_of(
         _ => return Err(WireError::BadPacket("event name is not a string")),
     };
 
-    let (rooms, except, volatile, sent_at, position) = match opts {
-        None | Some(Value::Nil) => (Vec::new(), Vec::new(), false, None, None),
+    let (rooms, except, volatile, sent_at, (position, order)) = match opts {
+        None | Some(Value::Nil) => (Vec::new(), Vec::new(), false, None, (None, None)),
         Some(Value::Map(o)) => {
             let (volatile, sent_at, position) = match get(o, "flags") {
-                None | Some(Value::Nil) => (false, None, None),
+                None | Some(Value::Nil) => (false, None, (None, None)),
                 Some(Value::Map(f)) => (
                     get(f, "volatile").and_then(Value::as_bool) == Some(true),
                     // A stamp of another type is ignored, not an error: it is only a metric.
                     get(f, SENT_AT).and_then(Value::as_f64),
-                    position(f),
+                    (position(f), order(f)),
                 ),
                 Some(_) => return Err(WireError::BadOpts("flags is not a map")),
             };
@@ -202,8 +202,17 @@ pub(crate) fn event_of(
             volatile,
             sent_at,
             position,
+            order,
         },
     ))
+}
+
+/// The fleet order in `flags` (decimal digits), when there and well formed.
+fn order(flags: &[(Value, Value)]) -> Option<u64> {
+    let s = get(flags, ORDER_FLAG)?.as_str()?;
+    (!s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
 }
 
 /// The history position in `flags`, when both parts are there and well formed (anything
@@ -255,6 +264,9 @@ pub fn encode(uid: &str, b: &Broadcast) -> Vec<u8> {
         flags.push((EPOCH_FLAG.into(), p.epoch.as_str().into()));
         flags.push((OFFSET_FLAG.into(), p.offset.to_string().into()));
     }
+    if let Some(o) = b.order {
+        flags.push((ORDER_FLAG.into(), o.to_string().into()));
+    }
     let opts = Value::Map(vec![
         ("rooms".into(), str_list(&b.rooms)),
         ("flags".into(), Value::Map(flags)),
@@ -268,8 +280,9 @@ pub fn encode(uid: &str, b: &Broadcast) -> Vec<u8> {
 }
 
 /// The message of `b` for the history script: `opts.flags` moved last, its map header
-/// counting two more pairs that are not written. The script appends them (`wsgateEpoch`,
-/// `wsgateOffset`) once it knows the stream entry id; msgpack values simply concatenate.
+/// counting three more pairs that are not written. The script appends them (`wsgateEpoch`,
+/// `wsgateOffset`, `wsgateOrder`) once it knows the stream entry id; msgpack values simply
+/// concatenate.
 pub fn encode_open(uid: &str, b: &Broadcast) -> Vec<u8> {
     let flags = flags(b);
     let mut out = Vec::with_capacity(96);
@@ -283,8 +296,8 @@ pub fn encode_open(uid: &str, b: &Broadcast) -> Vec<u8> {
         let _ = rmpv::encode::write_value(&mut out, &str_list(v));
     }
     let _ = rmpv::encode::write_value(&mut out, &Value::from("flags"));
-    // At most 2 + 2 pairs: always a fixmap.
-    out.push(0x80 | (flags.len() as u8 + 2));
+    // At most 2 + 3 pairs: always a fixmap.
+    out.push(0x80 | (flags.len() as u8 + 3));
     for (k, v) in &flags {
         let _ = rmpv::encode::write_value(&mut out, k);
         let _ = rmpv::encode::write_value(&mut out, v);
@@ -401,7 +414,14 @@ mod tests {
         b.volatile = true;
         b.sent_at = Some(5.0);
         let mut bytes = encode_open("emitter", &b);
-        for s in [EPOCH_FLAG, "ab12", OFFSET_FLAG, "1700000000000-7"] {
+        for s in [
+            EPOCH_FLAG,
+            "ab12",
+            OFFSET_FLAG,
+            "1700000000000-7",
+            ORDER_FLAG,
+            "1700000000000123",
+        ] {
             rmpv::encode::write_value(&mut bytes, &Value::from(s)).unwrap();
         }
         let e = decode(&bytes).unwrap();
@@ -409,6 +429,7 @@ mod tests {
             epoch: "ab12".into(),
             offset: "1700000000000-7".parse().unwrap(),
         });
+        b.order = Some(1_700_000_000_000_123);
         assert_eq!(e.broadcast, b);
         // The same message as `encode` writes it, keys in another order.
         assert_eq!(decode(&encode("emitter", &b)).unwrap().broadcast, b);

@@ -317,6 +317,7 @@ async fn publish_paced(cfg: &BenchConfig, url: &str, clock: Clock) -> Result<Pac
             volatile: false,
             sent_at: None,
             position: None,
+            order: None,
         };
         if let Err(e) = publisher.publish(&b).await {
             failed += 1;

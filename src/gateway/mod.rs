@@ -18,7 +18,7 @@ mod events;
 
 // The two modules tests and benches reach into (revocation in process, companion rooms).
 pub use connection::revoke;
-pub use delivery::recover;
+pub use delivery::{recover, resume};
 
 use std::sync::Arc;
 
@@ -63,6 +63,8 @@ pub struct Gateway {
     revocations: revoke::Revocations,
     history: Arc<dyn crate::history::History>,
     recover: recover::Commands,
+    /// Stock connection-state recovery, when on.
+    csr: Option<resume::Csr>,
 }
 
 impl Gateway {
@@ -106,7 +108,22 @@ impl Gateway {
             revocations: revoke::Revocations::default(),
             history,
             recover: recover::Commands::default(),
+            csr: None,
         })
+    }
+
+    /// This gateway with stock connection-state recovery (`--connection-state-recovery`).
+    /// Call before [`Gateway::attach`], while no one else holds it.
+    pub fn with_connection_state_recovery(mut self: Arc<Self>, csr: resume::Csr) -> Arc<Self> {
+        if let Some(gw) = Arc::get_mut(&mut self) {
+            gw.csr = Some(csr);
+        }
+        self
+    }
+
+    /// Whether stock connection-state recovery is on.
+    pub fn has_connection_state_recovery(&self) -> bool {
+        self.csr.is_some()
     }
 
     /// Register the default namespace's middleware and handlers on `io`.
@@ -141,6 +158,9 @@ fn on_connect(gw: Arc<Gateway>, socket: Socket) {
     metrics::gauge!("wsgate_connections").increment(1.0);
     gw.limits.on_connect(&socket);
     events::register(&gw, &socket);
+    if socket.extensions.get::<resume::Resuming>().is_some() {
+        tokio::spawn(resume::run(gw.clone(), socket.clone()));
+    }
     if let Some(identity) = socket.extensions.get::<Identity>() {
         expiry::set(&socket, identity.expires_at);
     }
@@ -148,6 +168,7 @@ fn on_connect(gw: Arc<Gateway>, socket: Socket) {
         metrics::gauge!("wsgate_connections").decrement(1.0);
         gw.limits.on_disconnect();
         gw.membership.leave_all(&s);
+        resume::disconnected(&gw, &s);
         expiry::stop(&s);
         if let Some(identity) = s.extensions.get::<Identity>() {
             gw.sessions.remove(&identity.user_id, s.id);

@@ -9,6 +9,7 @@
 //! [`Unavailable`] without Redis) and gets a [`Recovery`].
 
 pub mod redis;
+pub mod session;
 
 use futures_util::{FutureExt, future::BoxFuture};
 

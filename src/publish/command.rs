@@ -44,6 +44,7 @@ fn broadcasts(cfg: &PublishConfig) -> Result<Vec<Broadcast>, PublishError> {
         volatile: cfg.volatile,
         sent_at: None,
         position: None,
+        order: None,
     }])
 }
 

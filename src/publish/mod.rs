@@ -158,6 +158,7 @@ pub fn demo_broadcasts(now: OffsetDateTime) -> Vec<Broadcast> {
             volatile: false,
             sent_at: None,
             position: None,
+            order: None,
         })
         .collect()
 }
@@ -176,6 +177,7 @@ mod tests {
             volatile: false,
             sent_at: None,
             position: None,
+            order: None,
         };
         let (channel, bytes) = encode(&b);
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

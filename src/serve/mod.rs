@@ -20,7 +20,11 @@ use crate::{
     },
     config::{Fleet, ServeConfig, SlowConsumer},
     gateway::{self, Gateway, Limits},
-    history::{History, Unavailable, redis::RedisHistory},
+    history::{
+        History, Unavailable,
+        redis::RedisHistory,
+        session::{RedisSessions, SessionStore},
+    },
     http::{self, Readiness},
     publish,
     shutdown::{self, Shutdown},
@@ -115,7 +119,19 @@ pub async fn run(
         access.limits,
         fleet.history,
     );
+    let gateway = match fleet.sessions {
+        Some((store, keep_every)) => {
+            gateway.with_connection_state_recovery(gateway::resume::Csr::new(store, keep_every))
+        }
+        None => gateway,
+    };
     gateway.attach(&io);
+    if gateway.has_connection_state_recovery() {
+        tasks.spawn(
+            "sessions",
+            gateway::resume::keep_alive(gateway.clone(), io.clone()),
+        );
+    }
     tasks.spawn(
         "delivery",
         gateway::deliver(
@@ -176,6 +192,8 @@ struct Backend {
     backplane: Arc<dyn Backplane>,
     inbound: InboundRx,
     history: Arc<dyn History>,
+    /// Stock recovery's sessions and how often to keep them alive, when it is on.
+    sessions: Option<(Arc<dyn SessionStore>, Duration)>,
 }
 
 /// Start the engine the settings name; its subscriber task joins `tasks`.
@@ -184,6 +202,7 @@ fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, Serv
         .redis_mode
         .fleet(cfg.redis_url.as_deref(), cfg.history.config())
         .map_err(ServeError::Config)?;
+    let mut sessions = None;
     let (backplane, inbound, history, task): (Arc<dyn Backplane>, _, Arc<dyn History>, _) =
         match fleet {
             Fleet::Local => {
@@ -194,10 +213,14 @@ fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, Serv
             }
             Fleet::Standalone { url, history } => {
                 let (b, rx, task) = RedisBackplane::start(&url, history)?;
+                let history_cfg = history;
                 let history: Arc<dyn History> = match history {
                     Some(h) => Arc::new(RedisHistory::new(b.pool().clone(), h)),
                     None => Arc::new(Unavailable),
                 };
+                if let (Some(away), Some(h)) = (cfg.connection_state_recovery, history_cfg) {
+                    sessions = Some(session_store(b.pool().clone(), away, h));
+                }
                 (Arc::new(b), rx, history, Some(task))
             }
             Fleet::Cluster { seeds } => {
@@ -212,7 +235,27 @@ fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, Serv
         backplane,
         inbound,
         history,
+        sessions,
     })
+}
+
+/// Stock recovery's session store: a session lives `away` after its socket left; a
+/// connected socket's is kept alive twice per `keep_every` (at most 30 s apart).
+fn session_store(
+    pool: deadpool_redis::Pool,
+    away: Duration,
+    history: crate::history::HistoryConfig,
+) -> (Arc<dyn SessionStore>, Duration) {
+    if history.ttl < away {
+        tracing::warn!(
+            history_ttl = %humantime::format_duration(history.ttl),
+            window = %humantime::format_duration(away),
+            "--history-ttl is shorter than --connection-state-recovery: clients away longer than the history keeps updates will not be recovered"
+        );
+    }
+    let keep_every = (away / 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
+    let store = RedisSessions::new(pool, away, away + keep_every * 2);
+    (Arc::new(store), keep_every)
 }
 
 /// The Socket.IO layer with wsgate's adapter and limits, and the overflow reports of slow

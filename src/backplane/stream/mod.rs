@@ -46,13 +46,21 @@ impl HistoryConfig {
     }
 }
 
-/// KEYS: stream, meta. ARGV: channel, the message without its last two flags (the flags
-/// map is the last value and its header already counts them), max entries, max age (ms),
-/// the epoch to start if the room has none, the meta's lifetime (ms).
-/// Returns `{receivers, epoch, offset}`.
+/// KEYS: stream, meta. ARGV: channel, the message without its last three flags (the
+/// flags map is the last value and its header already counts them), max entries, max age
+/// (ms), the epoch to start if the room has none, the meta's lifetime (ms).
+/// Returns `{receivers, epoch, offset, order}`.
+///
+/// The order `g` is Redis time in microseconds, raised above the room's last one (`lg`)
+/// if the clock went back. Scripts run one at a time and each takes more than a
+/// microsecond, so across every room of one Redis `g` follows the publish order, which is
+/// the order a subscriber receives them in: one number tells every room's position of a
+/// client that got everything up to it (stock connection-state recovery,
+/// `crate::history::resume`). Each entry also keeps the room's previous order (`p`), so a
+/// reader can tell a complete tail from a trimmed one.
 const PUBLISH: &str = r#"
-local m = redis.call('HMGET', KEYS[2], 'e', 'n', 'ms')
-local epoch, seq, last = m[1], 1, 0
+local m = redis.call('HMGET', KEYS[2], 'e', 'n', 'ms', 'lg')
+local epoch, seq, last, lg = m[1], 1, 0, tonumber(m[4] or '0')
 if epoch then
   seq = tonumber(m[2]) + 1
   last = tonumber(m[3])
@@ -60,16 +68,20 @@ else
   epoch = ARGV[5]
 end
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = math.floor(us / 1000)
 if now < last then now = last end
+local g = us
+if g <= lg then g = lg + 1 end
+local gs = string.format('%d', g)
 local id = string.format('%d-%d', now, seq)
-local msg = ARGV[2] .. cmsgpack.pack('wsgateEpoch', epoch, 'wsgateOffset', id)
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], id, 'm', msg)
+local msg = ARGV[2] .. cmsgpack.pack('wsgateEpoch', epoch, 'wsgateOffset', id, 'wsgateOrder', gs)
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], id, 'm', msg, 'g', gs, 'p', string.format('%d', lg))
 redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', now - tonumber(ARGV[4])))
-redis.call('HSET', KEYS[2], 'e', epoch, 'n', string.format('%d', seq), 'ms', string.format('%d', now), 'id', id)
+redis.call('HSET', KEYS[2], 'e', epoch, 'n', string.format('%d', seq), 'ms', string.format('%d', now), 'id', id, 'lg', gs)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
-return {redis.call('PUBLISH', ARGV[1], msg), epoch, id}
+return {redis.call('PUBLISH', ARGV[1], msg), epoch, id, gs}
 "#;
 
 static PUBLISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PUBLISH));
@@ -112,7 +124,7 @@ pub async fn publish(
         return Err(BackplaneError::Reply("publish: not an array"));
     };
     match parts.as_slice() {
-        [Value::Int(n), epoch, id] => {
+        [Value::Int(n), epoch, id, _order] => {
             let epoch = text(epoch).ok_or(BackplaneError::Reply("publish: epoch"))?;
             let offset = text(id)
                 .and_then(|s| s.parse().ok())

@@ -5,7 +5,7 @@ use socketioxide::extract::TryData;
 
 use crate::{
     auth::{Credentials, Identity},
-    gateway::{Gateway, Socket},
+    gateway::{Gateway, Socket, delivery::resume},
     telemetry::{self, AuthStage, ConnectResult, LimitKind},
 };
 
@@ -30,10 +30,12 @@ pub async fn authenticate(
     socket: &Socket,
     auth: TryData<Value>,
 ) -> Result<(), &'static str> {
+    let resume = resume::asked(auth.0.as_ref().ok());
     match admit(gw, socket, auth).await {
         Ok(identity) => {
             ConnectResult::Ok.count();
             tracing::debug!(sid = %socket.id, user = %identity.user_id, transport = ?socket.transport_type(), "connected");
+            resume::handshake(gw, socket, &identity, resume).await;
             socket.extensions.insert(identity);
             Ok(())
         }

@@ -36,7 +36,7 @@ use crate::{
 /// for fewer writes, syscalls and TCP segments per delivery when updates come often
 /// (`--coalesce-window`; BENCHMARKS.md has its measured effect).
 pub async fn run(io: Io, gw: Arc<Gateway>, mut inbound: InboundRx, window: Duration) {
-    let mut recovering = Recovering::default();
+    let mut recovering = Recovering::new(&gw);
     let mut commands = gw.recover.take();
     loop {
         let first = tokio::select! {
@@ -112,9 +112,9 @@ async fn emit(
 /// measures at about +40% on 1,000 sockets.
 async fn deliver(
     io: &Io,
-    b: Broadcast,
+    mut b: Broadcast,
     membership: Option<&Membership>,
-    recovering: Option<&mut Recovering>,
+    mut recovering: Option<&mut Recovering>,
 ) {
     let started = std::time::Instant::now();
     let matched = match (membership, b.rooms.as_slice()) {
@@ -125,13 +125,19 @@ async fn deliver(
             .sockets()
             .len(),
     };
-    let has_pending = match (recovering, b.rooms.as_slice()) {
+    let has_pending = match (recovering.as_deref_mut(), b.rooms.as_slice()) {
         (Some(r), [room]) if r.has(room) => {
             r.buffer(room, &b);
             true
         }
         _ => false,
     };
+    if let Some(r) = recovering {
+        // Stock recovery: resuming sockets keep it for later, everyone else gets it with
+        // the offset as its last argument.
+        r.resumes.hold(&mut b);
+        r.resumes.stamp(&mut b);
+    }
     let (volatile, sent_at) = (b.volatile, b.sent_at);
     let (full, closed) = match (b.rooms.as_slice(), &b.position) {
         // A one-room update with a position: opted-in sockets get it with `{epoch, offset}`

@@ -92,6 +92,8 @@ pub enum Command {
     },
     /// Answer, replay, release the buffer, go live (step 4).
     Finish(Box<Finish>),
+    /// Stock connection-state recovery's work (`resume`).
+    Resume(super::resume::Command),
 }
 
 /// A recovering join once its history is read (step 3).
@@ -133,7 +135,7 @@ impl Commands {
             .take()
     }
 
-    fn send(&self, c: Command) -> bool {
+    pub(crate) fn send(&self, c: Command) -> bool {
         self.tx.send(c).is_ok()
     }
 }
@@ -184,13 +186,23 @@ pub fn finish(gw: &Gateway, read: Read, ack: Ack) {
         .send(Command::Finish(Box::new(Finish { read, ack })));
 }
 
-/// The delivery task's recovery state: the open buffers, by room.
+/// The delivery task's recovery state: the open buffers, by room, and stock recovery's.
 #[derive(Default)]
 pub struct Recovering {
     pending: HashMap<String, Vec<(Sid, Vec<Broadcast>)>>,
+    /// Stock connection-state recovery (`resume`).
+    pub resumes: super::resume::Resumes,
 }
 
 impl Recovering {
+    /// The delivery task's recovery state for `gw`.
+    pub fn new(gw: &Gateway) -> Self {
+        Self {
+            pending: HashMap::new(),
+            resumes: super::resume::Resumes::new(gw),
+        }
+    }
+
     /// Whether `room` has a recovering socket.
     pub fn has(&self, room: &str) -> bool {
         // Almost always empty: no hashing on the hot path then.
@@ -243,6 +255,7 @@ impl Recovering {
                 socket.leave(pending_room(&room));
             }
             Command::Finish(f) => self.finish(*f),
+            Command::Resume(c) => self.resumes.apply(c),
         }
     }
 

@@ -13,6 +13,7 @@ use crate::{
         delivery::{
             membership,
             recover::{self, Recover},
+            resume,
         },
     },
     telemetry::{EventName, JoinResult, LimitKind},
@@ -30,7 +31,12 @@ pub(crate) async fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>
         // Before the room is joined: from here on its updates are kept for this socket.
         recover::start(gw, socket, project).await;
     }
+    if let Some(id) = socket.extensions.get::<Identity>() {
+        // Stock recovery: the room's order is recorded before the socket enters it.
+        resume::joining(gw, socket, &id, project).await;
+    }
     if !enter(gw, socket, project).await {
+        resume::left(gw, socket, project);
         if opted {
             recover::cancel(gw, socket, project);
         }

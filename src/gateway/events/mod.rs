@@ -22,7 +22,7 @@ use crate::{
     gateway::{
         Ack, Gateway, Socket,
         connection::{close::close_transport, limits::Admission},
-        delivery::recover,
+        delivery::{recover, resume},
     },
     telemetry::EventName,
 };
@@ -121,14 +121,7 @@ fn answer(gw: &Gateway, socket: &Socket, event: EventName, outcome: Outcome, ack
         EventName::Message | EventName::LeaveProject | EventName::Other => {}
     }
     match outcome {
-        Ok(Reply::Text(text)) => {
-            if let Err(e) = socket.emit(event.as_str(), &text) {
-                tracing::debug!(sid = %socket.id, error = %e, "could not send reply");
-            }
-            if let Err(e) = ack.send(&text) {
-                tracing::debug!(sid = %socket.id, error = %e, "could not send ack");
-            }
-        }
+        Ok(Reply::Text(text)) => resume::reply(gw, socket, event.as_str(), text, ack),
         Ok(Reply::Recovery(read)) => recover::finish(gw, *read, ack),
         Err(e) => e.reply(socket, ack),
     }

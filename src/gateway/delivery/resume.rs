@@ -1,0 +1,535 @@
+//! Socket.IO's stock connection-state recovery (`--connection-state-recovery`), for the
+//! official clients as they are: no application code.
+//!
+//! The client keeps the `pid` of the CONNECT reply and the last string argument of every
+//! event it gets (its offset), and sends both back with its next CONNECT; the reply with
+//! the same `pid` makes it report `socket.recovered`. wsgate's offset is the fleet order
+//! (`crate::backplane::stream`): every update delivered carries, as its last argument,
+//! the order of the last positioned update this replica has delivered, so a client's
+//! offset says, for every room at once, how far it got. The session (user, rooms, and
+//! each room's order at the join) is in Redis (`crate::history::session`), so it outlives
+//! the replica that held it.
+//!
+//! A CONNECT with `{pid, offset}` (on any replica):
+//! 1. the middleware ([`handshake`]) loads the session, re-authorizes each room and checks
+//!    that the rooms' streams still hold everything after the offset; only then is the
+//!    same `pid` sent back;
+//! 2. the socket is connected; [`run`] puts it in the resuming room (every broadcast skips
+//!    it; the delivery task keeps the ones meant for it), joins its rooms and reads what it
+//!    missed (one script over every room, so the heads are one instant);
+//! 3. `Finish`, in the delivery task: the missed updates in fleet order, then the kept
+//!    ones that came after the heads, then it goes live. Between two deliveries, so each
+//!    update reaches it once, in order.
+//!
+//! Replies a handler sends as a string event (`You have joined p!`) would become the
+//! client's offset; with recovery on they go through the delivery task, which adds the
+//! replica's order as the last argument, exactly where it stands in the stream.
+
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use socketioxide::socket::Sid;
+use tokio::sync::oneshot;
+
+use crate::{
+    auth::Identity,
+    backplane::Broadcast,
+    gateway::{Ack, Gateway, Socket, connection::close::close_transport},
+    history::{
+        HistoryError, Reason,
+        session::{Resume, SessionStore, new_pid, valid_pid},
+    },
+    telemetry::SessionRecovery,
+};
+
+/// The room of sockets being resumed: every live broadcast skips it.
+const RESUMING: &str = "\u{1}resuming";
+
+/// Stock recovery's settings and the replica's position in the fleet order.
+pub struct Csr {
+    store: Arc<dyn SessionStore>,
+    /// How often connected sockets' sessions are kept alive.
+    keep_every: Duration,
+    /// The order of the last positioned update this replica delivered (at least Redis's
+    /// clock at start-up); 0 until that clock is known, and no session is offered then.
+    order: Arc<AtomicU64>,
+}
+
+impl Csr {
+    /// Recovery with sessions in `store`, kept alive every `keep_every`.
+    pub fn new(store: Arc<dyn SessionStore>, keep_every: Duration) -> Self {
+        Self {
+            store,
+            keep_every,
+            order: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.order.load(Ordering::Acquire) > 0
+    }
+}
+
+/// A socket's session id (socket extension), set when recovery is on.
+#[derive(Clone)]
+pub struct SessionId(pub Arc<str>);
+
+/// Set by the middleware when the session can be given back (socket extension).
+#[derive(Clone)]
+pub(crate) struct Resuming {
+    offset: u64,
+    rooms: Vec<(String, u64)>,
+    generation: u64,
+}
+
+/// The `{pid, offset}` a reconnecting stock client sends in its CONNECT `auth`. An offset
+/// that is not one of ours (a string argument the application sent last) counts as none
+/// we can trust: the session is not resumed.
+pub(crate) fn asked(auth: Option<&serde_json::Value>) -> Option<(String, Option<u64>)> {
+    let auth = auth?;
+    let pid = auth.get("pid")?.as_str()?;
+    if !valid_pid(pid) {
+        return Some((String::new(), None));
+    }
+    let offset = match auth.get("offset") {
+        None | Some(serde_json::Value::Null) => Some(0),
+        Some(v) => v
+            .as_str()
+            .filter(|s| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse().ok()),
+    };
+    Some((pid.to_owned(), offset))
+}
+
+/// Step 1, in the connect middleware once the client is authenticated: give the session
+/// back (its `pid` in the reply, [`Resuming`] for [`run`]) or start a new one.
+pub(crate) async fn handshake(
+    gw: &Gateway,
+    socket: &Socket,
+    identity: &Identity,
+    asked: Option<(String, Option<u64>)>,
+) {
+    let Some(csr) = &gw.csr else { return };
+    if !csr.ready() {
+        tracing::debug!(sid = %socket.id, "connection-state recovery not ready (Redis time unknown): no session");
+        return;
+    }
+    let pid = match asked {
+        Some((pid, offset)) => match attempt(gw, csr, identity, &pid, offset).await {
+            Ok(r) => {
+                tracing::debug!(sid = %socket.id, rooms = r.rooms.len(), "resuming a session");
+                // Before the socket is connected: nothing can reach it (no join, no reply)
+                // until the replay is sent.
+                hold(gw, socket).await;
+                socket.extensions.insert(r);
+                pid
+            }
+            Err(result) => {
+                result.count();
+                tracing::debug!(sid = %socket.id, result = result.as_str(), "session not resumed; a new one starts");
+                new_pid()
+            }
+        },
+        None => new_pid(),
+    };
+    socket.set_connect_pid(pid.clone());
+    socket.extensions.insert(SessionId(pid.into()));
+}
+
+async fn attempt(
+    gw: &Gateway,
+    csr: &Csr,
+    identity: &Identity,
+    pid: &str,
+    offset: Option<u64>,
+) -> Result<Resuming, SessionRecovery> {
+    let offset = offset.ok_or(SessionRecovery::Unavailable)?;
+    if pid.is_empty() {
+        return Err(SessionRecovery::Expired);
+    }
+    let session = csr
+        .store
+        .load(pid)
+        .await
+        .map_err(|e| unavailable(&e))?
+        .filter(|s| *s.user == *identity.user_id)
+        .ok_or(SessionRecovery::Expired)?;
+    let generation = gw.revocations.current();
+    let mut rooms = Vec::with_capacity(session.rooms.len());
+    for (room, at) in session.rooms {
+        if gw.authz.may_join(identity, &room).await {
+            rooms.push((room, at));
+        } else {
+            forget(csr, pid, &room);
+        }
+    }
+    match csr.store.resume(offset, rooms.clone(), true).await {
+        Ok(Resume::Complete { .. }) => Ok(Resuming {
+            offset,
+            rooms,
+            generation,
+        }),
+        Ok(Resume::Lost(reason)) => Err(result_of(reason)),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+fn unavailable(e: &HistoryError) -> SessionRecovery {
+    tracing::warn!(error = %e, "session store unreachable; the client starts a new session");
+    SessionRecovery::Unavailable
+}
+
+fn result_of(reason: Reason) -> SessionRecovery {
+    match reason {
+        Reason::Trimmed => SessionRecovery::Trimmed,
+        Reason::EpochChanged => SessionRecovery::EpochChanged,
+        Reason::Unavailable => SessionRecovery::Unavailable,
+    }
+}
+
+/// Drop `room` from session `pid` in the background (the room may no longer be seen).
+fn forget(csr: &Csr, pid: &str, room: &str) {
+    let done = csr.store.remove_room(pid, room);
+    tokio::spawn(async move {
+        if let Err(e) = done.await {
+            tracing::debug!(error = %e, "could not drop a room from a session");
+        }
+    });
+}
+
+/// Open the socket's hold in the delivery task, and wait until it is open.
+async fn hold(gw: &Gateway, socket: &Socket) {
+    let (done, wait) = oneshot::channel();
+    if gw
+        .recover
+        .send(super::recover::Command::Resume(Command::Start {
+            socket: socket.clone(),
+            done,
+        }))
+    {
+        let _ = wait.await;
+    }
+}
+
+/// Steps 2 and 3 for a socket the middleware marked [`Resuming`] (its hold is open).
+pub(crate) async fn run(gw: Arc<Gateway>, socket: Socket) {
+    let (Some(csr), Some(r)) = (&gw.csr, socket.extensions.get::<Resuming>()) else {
+        return;
+    };
+    for (room, _) in &r.rooms {
+        let still = || gw.revocations.current() == r.generation;
+        match gw.membership.join_if(&socket, room, still).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(sid = %socket.id, "a revocation raced the resume; room left out")
+            }
+            Err(e) => tracing::warn!(error = %e, "backplane subscribe failed"),
+        }
+    }
+    let read = csr.store.resume(r.offset, r.rooms.clone(), false).await;
+    gw.recover
+        .send(super::recover::Command::Resume(Command::Finish {
+            socket,
+            offset: r.offset,
+            read,
+        }));
+}
+
+/// Record a join in the socket's session, before it enters the room (so the room's order
+/// recorded is at or before anything it will get live).
+pub(crate) async fn joining(gw: &Gateway, socket: &Socket, identity: &Identity, room: &str) {
+    let (Some(csr), Some(pid)) = (&gw.csr, socket.extensions.get::<SessionId>()) else {
+        return;
+    };
+    if let Err(e) = csr.store.add_room(&pid.0, &identity.user_id, room).await {
+        tracing::warn!(error = %e, "could not record a join in the session; it will not be recovered");
+    }
+}
+
+/// The socket left `room` (or was refused it): not part of its session any more.
+pub(crate) fn left(gw: &Gateway, socket: &Socket, room: &str) {
+    if let (Some(csr), Some(pid)) = (&gw.csr, socket.extensions.get::<SessionId>()) {
+        forget(csr, &pid.0, room);
+    }
+}
+
+/// The socket disconnected: its session is kept for the recovery window only.
+pub(crate) fn disconnected(gw: &Gateway, socket: &Socket) {
+    if socket.extensions.get::<Resuming>().is_some() {
+        gw.recover
+            .send(super::recover::Command::Resume(Command::Forget(socket.id)));
+    }
+    if let (Some(csr), Some(pid)) = (&gw.csr, socket.extensions.get::<SessionId>()) {
+        let done = csr.store.release(&pid.0);
+        tokio::spawn(async move {
+            if let Err(e) = done.await {
+                tracing::debug!(error = %e, "could not release a session");
+            }
+        });
+    }
+}
+
+/// Send a handler's text reply: with recovery on, through the delivery task (which adds
+/// the offset), else at once.
+pub(crate) fn reply(
+    gw: &Gateway,
+    socket: &Socket,
+    event: &'static str,
+    text: Cow<'static, str>,
+    ack: Ack,
+) {
+    if gw.csr.is_some() && socket.extensions.get::<SessionId>().is_some() {
+        // Only fails once the delivery task is gone, and the replica with it.
+        gw.recover
+            .send(super::recover::Command::Resume(Command::Reply {
+                socket: socket.clone(),
+                event,
+                text,
+                ack,
+            }));
+        return;
+    }
+    send_reply(socket, event, &text, ack, None);
+}
+
+fn send_reply(socket: &Socket, event: &str, text: &str, ack: Ack, offset: Option<u64>) {
+    let sent = match offset {
+        Some(o) => socket.emit(event, &(text, o.to_string())),
+        None => socket.emit(event, &text),
+    };
+    if let Err(e) = sent {
+        tracing::debug!(sid = %socket.id, error = %e, "could not send reply");
+    }
+    if let Err(e) = ack.send(&text) {
+        tracing::debug!(sid = %socket.id, error = %e, "could not send ack");
+    }
+}
+
+/// Learn Redis's clock (retrying while Redis is away), then keep connected sockets'
+/// sessions alive until the process ends.
+pub async fn keep_alive(gw: Arc<Gateway>, io: crate::gateway::Io) {
+    let Some(csr) = &gw.csr else {
+        return std::future::pending().await;
+    };
+    loop {
+        match csr.store.now().await {
+            Ok(now) => {
+                csr.order.fetch_max(now, Ordering::AcqRel);
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "connection-state recovery waits for Redis's clock");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    let mut every = tokio::time::interval(csr.keep_every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let pids: Vec<String> = io
+            .sockets()
+            .iter()
+            .filter_map(|s| s.extensions.get::<SessionId>().map(|p| p.0.to_string()))
+            .collect();
+        metrics::gauge!("wsgate_sessions").set(pids.len() as f64);
+        if let Err(e) = csr.store.keep(pids).await {
+            tracing::warn!(error = %e, "could not keep sessions alive");
+        }
+    }
+}
+
+/// Work for the delivery task.
+pub enum Command {
+    /// Step 2: keep the broadcasts meant for `socket` from now on.
+    Start {
+        /// The resuming socket.
+        socket: Socket,
+        /// Told once the buffer is open.
+        done: oneshot::Sender<()>,
+    },
+    /// Step 3: the replay, the kept broadcasts, live.
+    Finish {
+        /// The resuming socket.
+        socket: Socket,
+        /// The client's offset.
+        offset: u64,
+        /// What it missed.
+        read: Result<Resume, HistoryError>,
+    },
+    /// The socket is gone: drop its hold.
+    Forget(Sid),
+    /// A handler's text reply, sent with the offset (after the replay while resuming).
+    Reply {
+        /// To whom.
+        socket: Socket,
+        /// The event name.
+        event: &'static str,
+        /// The text.
+        text: Cow<'static, str>,
+        /// Answered with the text.
+        ack: Ack,
+    },
+}
+
+/// What is kept for a resuming socket, in arrival order.
+enum Kept {
+    /// A broadcast meant for it.
+    Broadcast(Broadcast),
+    /// A handler's text reply.
+    Reply(&'static str, Cow<'static, str>, Ack),
+}
+
+/// A resuming socket's hold.
+struct Hold {
+    socket: Socket,
+    since: std::time::Instant,
+    kept: Vec<Kept>,
+}
+
+/// A hold older than this is dropped (its socket never connected, or its resume never
+/// ended); a late `Finish` then closes the transport, and the client comes back.
+const HOLD_AT_MOST: Duration = Duration::from_secs(60);
+
+/// The delivery task's side: the fleet order, and what is kept for resuming sockets.
+#[derive(Default)]
+pub struct Resumes {
+    order: Option<Arc<AtomicU64>>,
+    holds: HashMap<Sid, Hold>,
+}
+
+impl Resumes {
+    /// The delivery task's state for `gw` (inert when recovery is off).
+    pub fn new(gw: &Gateway) -> Self {
+        Self {
+            order: gw.csr.as_ref().map(|c| c.order.clone()),
+            holds: HashMap::new(),
+        }
+    }
+
+    /// Keep `b` for each resuming socket it is meant for, and make the live broadcast skip
+    /// them. Call before [`Resumes::stamp`].
+    pub fn hold(&mut self, b: &mut Broadcast) {
+        if self.holds.is_empty() {
+            return;
+        }
+        self.holds.retain(|_, h| h.since.elapsed() < HOLD_AT_MOST);
+        for h in self.holds.values_mut() {
+            let rooms = h.socket.rooms();
+            let meant = (b.rooms.is_empty()
+                || rooms.iter().any(|r| b.rooms.iter().any(|x| x == r)))
+                && !rooms.iter().any(|r| b.except.iter().any(|x| x == r));
+            if meant {
+                h.kept.push(Kept::Broadcast(b.clone()));
+            }
+        }
+        b.except.push(RESUMING.to_owned());
+    }
+
+    /// Add the offset to `b`'s arguments (with recovery on): its own order when it has
+    /// one, else the last one delivered.
+    pub fn stamp(&self, b: &mut Broadcast) {
+        let Some(order) = &self.order else { return };
+        let at = match b.order {
+            Some(o) => order.fetch_max(o, Ordering::AcqRel).max(o),
+            None => order.load(Ordering::Acquire),
+        };
+        if at > 0 {
+            b.args.0.push(rmpv::Value::from(at.to_string()));
+        }
+    }
+
+    fn now(&self) -> Option<u64> {
+        self.order
+            .as_ref()
+            .map(|o| o.load(Ordering::Acquire))
+            .filter(|o| *o > 0)
+    }
+
+    /// Apply one command.
+    pub fn apply(&mut self, c: Command) {
+        match c {
+            Command::Start { socket, done } => {
+                socket.join(RESUMING);
+                let hold = Hold {
+                    socket,
+                    since: std::time::Instant::now(),
+                    kept: Vec::new(),
+                };
+                self.holds.insert(hold.socket.id, hold);
+                let _ = done.send(());
+            }
+            Command::Forget(sid) => {
+                self.holds.remove(&sid);
+            }
+            Command::Finish {
+                socket,
+                offset,
+                read,
+            } => self.finish(socket, offset, read),
+            Command::Reply {
+                socket,
+                event,
+                text,
+                ack,
+            } => match self.holds.get_mut(&socket.id) {
+                Some(h) => h.kept.push(Kept::Reply(event, text, ack)),
+                None => send_reply(&socket, event, &text, ack, self.now()),
+            },
+        }
+    }
+
+    fn finish(&mut self, socket: Socket, offset: u64, read: Result<Resume, HistoryError>) {
+        let hold = self.holds.remove(&socket.id);
+        socket.leave(RESUMING);
+        let (replay, heads, kept) = match (read, hold) {
+            (Ok(Resume::Complete { replay, heads }), Some(h)) => (replay, heads, h.kept),
+            (other, _) => {
+                // The check passed a moment ago and the read did not (or the hold was
+                // dropped): the client was told `recovered`, so it must not go on as if it
+                // were. Closing the transport makes it reconnect, and the next check says
+                // what happened.
+                let result = match other {
+                    Ok(Resume::Lost(r)) => result_of(r),
+                    _ => SessionRecovery::Unavailable,
+                };
+                result.count();
+                tracing::info!(sid = %socket.id, result = result.as_str(), "session could not be resumed after all; closing the transport");
+                close_transport(&socket);
+                return;
+            }
+        };
+        SessionRecovery::Recovered.count();
+        metrics::histogram!("wsgate_session_replay_updates").record(replay.len() as f64);
+        let mut at = offset;
+        let mut send = |mut b: Broadcast| {
+            at = at.max(b.order.unwrap_or(0));
+            b.args.0.push(rmpv::Value::from(at.to_string()));
+            if let Err(e) = socket.emit(b.event.as_str(), &b.args) {
+                tracing::debug!(sid = %socket.id, error = %e, "could not send a recovered update");
+            }
+        };
+        replay.into_iter().for_each(&mut send);
+        let mut replies = Vec::new();
+        for k in kept {
+            match k {
+                // Kept updates the replay already had are skipped.
+                Kept::Broadcast(b) => match (b.order, b.rooms.as_slice()) {
+                    (Some(o), [room]) if heads.get(room).is_some_and(|h| o <= *h) => {}
+                    _ => send(b),
+                },
+                Kept::Reply(event, text, ack) => replies.push((event, text, ack)),
+            }
+        }
+        for (event, text, ack) in replies {
+            send_reply(&socket, event, &text, ack, Some(at));
+        }
+    }
+}
