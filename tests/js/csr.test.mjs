@@ -18,7 +18,9 @@
 //     none of the updates published while away, live again after its own rejoin;
 // (d) access to a room revoked while away (--authz redis, SREM + `wsgate revoke`): none of
 //     that room's updates after the reconnection, its other room recovered;
-// (e) --connection-state-recovery without --history-size is refused at start-up.
+// (e) --connection-state-recovery without --history-size is refused at start-up;
+// (f) the last event a client got before leaving was a `join_project` answer, a string that
+//     socket.io-client keeps as its offset and sends back: still recovered.
 // Plus `wsgate_session_recoveries_total{result=...}` on /metrics.
 
 import { describe, test, before, after, afterEach } from 'node:test';
@@ -89,18 +91,25 @@ function stockClient(url, rooms, kind, { idiom = 'join-always', token = 'tok' } 
     got: Object.fromEntries(rooms.map((r) => [r, []])), // room -> [{n, conn, at, offset}]
     other: [], // updates of rooms it never joined
   };
+  // ---- the application code ----
+  const join = (room) => {
+    const conn = c.connects.length;
+    socket.timeout(10000).emit('join_project', { projectId: room }, (err, answer) => {
+      c.answers.push({ conn, room, ok: !err && answer === `You have joined ${room}!`, answer: err ? `ack error: ${err.message}` : answer, at: Date.now() });
+    });
+  };
   socket.on('connect', () => {
     const upTo = Object.fromEntries(Object.entries(c.got).map(([r, g]) => [r, g.at(-1)?.n ?? 0]));
     c.connects.push({ at: Date.now(), recovered: socket.recovered, upTo });
-    const conn = c.connects.length;
-    // ---- the application code ----
     if (idiom === 'join-unless-recovered' && socket.recovered) return;
-    for (const room of rooms) {
-      socket.timeout(10000).emit('join_project', { projectId: room }, (err, answer) => {
-        c.answers.push({ conn, room, ok: !err && answer === `You have joined ${room}!`, answer: err ? `ack error: ${err.message}` : answer, at: Date.now() });
-      });
-    }
+    for (const room of rooms) join(room);
   });
+  /** The user opens another project while connected. */
+  c.open = (room) => {
+    rooms.push(room);
+    c.got[room] = [];
+    join(room);
+  };
   socket.on('disconnect', (reason) => c.disconnects.push({ reason, at: Date.now() }));
   socket.on('connect_error', (err) => c.connectErrors.push({ message: err.message, at: Date.now() }));
   socket.on('exception', (e) => c.exceptions.push({ conn: c.connects.length, e }));
@@ -439,7 +448,7 @@ describe('(b) a replica SIGKILLed under load', () => {
   });
 });
 
-describe('(c)/(d) away behind a stopped load balancer', () => {
+describe('(c)/(d)/(f) away behind a stopped load balancer', () => {
   let redis;
   let redisCmd;
   let lb;
@@ -572,6 +581,39 @@ describe('(c)/(d) away behind a stopped load balancer', () => {
         [...bad].slice(0, 5).map(([c, lines]) => `  user ${c.token === 'tok' ? 'u' : 'v'}: ${lines.join('\n    ')}\n    ${describeClient(c)}`).join('\n') + `\n${msg}`);
     }
     assert.equal(metrics.recovered, clients.length, `every return counted as recovered: ${JSON.stringify(metrics)}`);
+  });
+
+  test('(f) the last event before leaving was a join answer (a string, which socket.io-client keeps as its offset): still recovered', { timeout: 30000 }, async (t) => {
+    // socket.io-client takes the last string argument of ANY event as its offset; the
+    // `join_project` answer event ("You have joined r1!") is one. The client's next CONNECT
+    // then carries {pid, offset: "You have joined r1!"}.
+    await fleet('30s', identity);
+    clients = Array.from({ length: 6 }, (_, i) => stockClient(lb.url, ['r0'], i % 2 === 0 ? 'ws' : 'default',
+      { idiom: i % 3 === 2 ? 'join-unless-recovered' : 'join-always' }));
+    assert.ok(await waitFor(() => clients.every((c) => c.live()), 10000), 'all joined');
+    await publishAll(redis.url, ['r0'], { count: 3, every: '5ms' }); // r0 1..3
+    assert.ok(await waitFor(() => clients.every((c) => c.got.r0.length >= 3), 5000), 'updates 1..3');
+    const answerEvents = new Map(clients.map((c) => [c, []]));
+    for (const c of clients) c.socket.on('join_project', (...args) => answerEvents.get(c).push(args));
+    for (const c of clients) c.open('r1');
+    assert.ok(await waitFor(() => clients.every((c) => c.live() && answerEvents.get(c).length > 0), 5000), 'r1 joined');
+    const lastOffsets = countBy(clients, (c) => JSON.stringify(c.socket._lastOffset)); // what the client will send back
+    await away();
+    await sleep(300);
+    await publishAll(redis.url, ['r0', 'r1'], { count: 2, every: '5ms' }); // r0 4..5, r1 1..2
+    await restart();
+    const backOk = await waitFor(() => clients.every((c) => c.connects.length >= 2 && c.live()), 10000);
+    await sleep(500);
+    await publishAll(redis.url, ['r0', 'r1'], { count: 1, every: '5ms' }); // r0 6, r1 3, live
+    await waitFor(() => clients.every((c) => c.got.r0.some((g) => g.n === 6) && c.got.r1.some((g) => g.n === 3)), 5000);
+    await sleep(200);
+    const metrics = addUp(await Promise.all(replicas.map((r) => recoveries(r.url))));
+    const msg = `offsets the clients sent back: ${JSON.stringify(lastOffsets)}; join_project answer events: ` +
+      `${JSON.stringify(answerEvents.get(clients[0]))}; metric wsgate_session_recoveries_total: ${JSON.stringify(metrics)}`;
+    t.diagnostic(msg);
+    assert.ok(backOk, `every client came back: ${clients.filter((c) => !c.live()).map(describeClient).slice(0, 3).join('\n')}`);
+    const { report, problems } = checkClients(clients, (c, room) => (room === 'r0' ? range(1, 6) : range(1, 3)));
+    if (problems.length) assert.fail(`\n${problems.join('\n')}\n${report}\n${msg}`);
   });
 });
 
