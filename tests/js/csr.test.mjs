@@ -233,6 +233,15 @@ function seqProblem(got, expected) {
     `got (n@connection) ${excerpt} (offsets ${got.slice(from, firstBad + 6).map((g) => g.offset).join(' ')})`;
 }
 
+/** Up to 5 sequence failures, the worst kinds first (missing, unexpected, out of order, duplicated), 2 of each. */
+function examples(failures) {
+  const kind = (p) => ['missing', 'unexpected', 'duplicated'].find((k) => !new RegExp(`${k} \\[\\]`).test(p)) ?? 'order';
+  const rank = { missing: 0, unexpected: 1, order: 2, duplicated: 3 };
+  const out = [];
+  for (const k of Object.keys(rank)) out.push(...failures.filter((f) => kind(f.p) === k).slice(0, 2));
+  return out.slice(0, 5);
+}
+
 /** Where the first duplicate of `room` at `c` arrived, relative to its connection (or ''). */
 function dupDetail(c, room) {
   const list = c.got[room];
@@ -328,7 +337,7 @@ function checkClients(clients, expected, { recoveredAfter = true } = {}) {
     problems.push(`${seqFailures.length} (client, room) pairs without every update exactly once and in order ` +
       `(${new Set(seqFailures.map((f) => f.c)).size} clients; by what went wrong ${JSON.stringify(kinds)}; ` +
       `${afterFalse} of them after a reconnection that was not recovered; by client ${JSON.stringify(by)}); first ones:\n    ` +
-      seqFailures.slice(0, 4).map(({ c, room, p }) => `room ${room}: ${p}\n      ${dupDetail(c, room)}\n      ${describeClient(c)}`).join('\n    '));
+      examples(seqFailures).map(({ c, room, p }) => `room ${room}: ${p}\n      ${dupDetail(c, room) || '(no duplicate)'}\n      ${describeClient(c)}`).join('\n    '));
   }
   if (refusedJoins.length) {
     problems.push(`${refusedJoins.length} join_project answers were not "You have joined": ` +
