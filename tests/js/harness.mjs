@@ -270,10 +270,12 @@ export async function startReplica(args, { port = 0, ready = true, timeoutMs = 2
  * deploy/local-fleet.sh does: round robin, health checks on /readyz (a draining replica
  * gets no new clients), and a cookie that keeps every request of a long-polling session on
  * one replica (a Node client sends it back with `withCredentials: true`). Websockets are
- * tunnelled. Returns { url, port, stop(), log() }.
+ * tunnelled. Options: `port` (default: a free one), `inter`, `rise`. Returns
+ * { url, port, stop(), log() }.
  */
-export async function startHaproxy(ports, { inter = '300ms', rise = 2 } = {}) {
-  const port = await freePort();
+export async function startHaproxy(ports, { inter = '300ms', rise = 2, port: fixedPort } = {}) {
+  // `port`: restart one on the port a stopped one had (its clients come back to it).
+  const port = fixedPort ?? await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wsgate-haproxy-'));
   const cfg = path.join(dir, 'haproxy.cfg');
   writeFileSync(cfg, [
