@@ -135,8 +135,7 @@ async fn deliver(
     if let Some(r) = recovering {
         // Stock recovery: resuming sockets keep it for later, everyone else gets it with
         // the offset as its last argument.
-        r.resumes.hold(&mut b);
-        r.resumes.stamp(&mut b);
+        r.resumes.deliver(&mut b);
     }
     let (volatile, sent_at) = (b.volatile, b.sent_at);
     let (full, closed) = match (b.rooms.as_slice(), &b.position) {

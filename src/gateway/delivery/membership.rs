@@ -12,7 +12,23 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
+use tokio::sync::watch;
+
 use crate::gateway::Socket;
+
+/// How long a join waits for a subscription another join started.
+const CONFIRM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What a join waits for once it is in the room.
+enum Wait {
+    /// It is the room's first member: subscribe, then tell the others.
+    Subscribe(
+        futures_util::future::BoxFuture<'static, Result<(), BackplaneError>>,
+        watch::Sender<bool>,
+    ),
+    /// Another join subscribed: wait for its confirmation.
+    Confirmed(watch::Receiver<bool>),
+}
 
 use crate::backplane::{Backplane, BackplaneError};
 
@@ -27,10 +43,18 @@ pub fn project_rooms(socket: &Socket) -> Vec<String> {
         .collect()
 }
 
+/// A room with local members: how many, and whether its subscription is confirmed.
+struct Room {
+    members: usize,
+    /// `true` once the backplane confirmed the subscription (or failed: it subscribes
+    /// again on reconnect).
+    subscribed: watch::Receiver<bool>,
+}
+
 /// Local room reference counts, tied to one backplane.
 pub struct Membership {
     backplane: Arc<dyn Backplane>,
-    counts: Mutex<HashMap<String, usize>>,
+    counts: Mutex<HashMap<String, Room>>,
 }
 
 impl Membership {
@@ -42,7 +66,7 @@ impl Membership {
         }
     }
 
-    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -53,7 +77,9 @@ impl Membership {
 
     /// Put `socket` in `room` if `still_allowed()` holds at the moment of entry (evaluated
     /// under the membership lock, so nothing that also takes it runs in between).
-    /// `Ok(false)`: the check failed and nothing changed.
+    /// `Ok(false)`: the check failed and nothing changed. Every joiner waits for the room's
+    /// subscription, not only the first: a second join while the first one's SUBSCRIBE is
+    /// in flight must not answer (or read history) before updates can arrive.
     pub async fn join_if(
         &self,
         socket: &Socket,
@@ -71,17 +97,39 @@ impl Membership {
             if !still_allowed() {
                 return Ok(false);
             }
-            if socket.rooms().iter().any(|r| r == room) {
-                return Ok(true);
+            let member = socket.rooms().iter().any(|r| r == room);
+            if !member {
+                socket.join(room.to_owned());
             }
-            socket.join(room.to_owned());
-            let n = counts.entry(room.to_owned()).or_insert(0);
-            *n += 1;
-            (*n == 1).then(|| self.backplane.subscribe(room))
+            match counts.get_mut(room) {
+                Some(r) => {
+                    r.members += usize::from(!member);
+                    Wait::Confirmed(r.subscribed.clone())
+                }
+                None => {
+                    let (tx, rx) = watch::channel(false);
+                    counts.insert(
+                        room.to_owned(),
+                        Room {
+                            members: 1,
+                            subscribed: rx,
+                        },
+                    );
+                    Wait::Subscribe(self.backplane.subscribe(room), tx)
+                }
+            }
         };
         match subscribed {
-            Some(fut) => fut.await.map(|()| true),
-            None => Ok(true),
+            Wait::Subscribe(fut, tx) => {
+                let r = fut.await;
+                let _ = tx.send(true);
+                r.map(|()| true)
+            }
+            Wait::Confirmed(mut rx) => {
+                // The first joiner's future may be dropped with its task: not forever.
+                let _ = tokio::time::timeout(CONFIRM_WAIT, rx.wait_for(|s| *s)).await;
+                Ok(true)
+            }
         }
     }
 
@@ -109,10 +157,10 @@ impl Membership {
         }
     }
 
-    fn release(&self, counts: &mut HashMap<String, usize>, room: &str) {
-        if let Some(n) = counts.get_mut(room) {
-            *n -= 1;
-            if *n == 0 {
+    fn release(&self, counts: &mut HashMap<String, Room>, room: &str) {
+        if let Some(r) = counts.get_mut(room) {
+            r.members -= 1;
+            if r.members == 0 {
                 counts.remove(room);
                 self.backplane.unsubscribe(room);
             }
@@ -121,7 +169,7 @@ impl Membership {
 
     /// The number of local members of `room`.
     pub fn count(&self, room: &str) -> usize {
-        self.counts().get(room).copied().unwrap_or(0)
+        self.counts().get(room).map_or(0, |r| r.members)
     }
 
     /// The rooms with at least one local member.

@@ -387,22 +387,64 @@ enum Kept {
     Reply(&'static str, Cow<'static, str>, Ack),
 }
 
+/// Where a resuming socket is.
+enum Phase {
+    /// Until the replay is read: everything meant for it is kept.
+    Holding(Vec<Kept>),
+    /// The replay is sent, but updates it holds may still be on their way to this replica
+    /// (published before the read, not yet received): until this replica has delivered up
+    /// to the heads, what comes is sent to the socket here, without what the replay had.
+    Catching {
+        /// Each room's last order in the replay.
+        heads: HashMap<String, u64>,
+        /// The largest head: once the replica's order reaches it, the socket goes live.
+        upto: u64,
+        /// The socket's offset so far.
+        at: u64,
+    },
+}
+
 /// A resuming socket's hold.
 struct Hold {
     socket: Socket,
     since: std::time::Instant,
-    kept: Vec<Kept>,
+    phase: Phase,
 }
 
 /// A hold older than this is dropped (its socket never connected, or its resume never
 /// ended); a late `Finish` then closes the transport, and the client comes back.
 const HOLD_AT_MOST: Duration = Duration::from_secs(60);
+/// Catching up ends after this even if nothing newer came (nothing was in flight then).
+const CATCH_AT_MOST: Duration = Duration::from_secs(2);
 
 /// The delivery task's side: the fleet order, and what is kept for resuming sockets.
 #[derive(Default)]
 pub struct Resumes {
     order: Option<Arc<AtomicU64>>,
     holds: HashMap<Sid, Hold>,
+}
+
+/// Whether `b` is meant for a socket in `rooms`.
+fn meant(b: &Broadcast, rooms: &[socketioxide_core::adapter::Room]) -> bool {
+    (b.rooms.is_empty() || rooms.iter().any(|r| b.rooms.iter().any(|x| x == r)))
+        && !rooms.iter().any(|r| b.except.iter().any(|x| x == r))
+}
+
+/// Whether the replay had `b` (a positioned update at or before its room's head).
+fn replayed(b: &Broadcast, heads: &HashMap<String, u64>) -> bool {
+    match (b.order, b.rooms.as_slice()) {
+        (Some(o), [room]) => heads.get(room).is_some_and(|h| o <= *h),
+        _ => false,
+    }
+}
+
+/// Send `b` to `socket` with the offset `at` moved to it.
+fn send_at(socket: &Socket, mut b: Broadcast, at: &mut u64) {
+    *at = (*at).max(b.order.unwrap_or(0));
+    b.args.0.push(rmpv::Value::from(at.to_string()));
+    if let Err(e) = socket.emit(b.event.as_str(), &b.args) {
+        tracing::debug!(sid = %socket.id, error = %e, "could not send a recovered update");
+    }
 }
 
 impl Resumes {
@@ -414,28 +456,18 @@ impl Resumes {
         }
     }
 
-    /// Keep `b` for each resuming socket it is meant for, and make the live broadcast skip
-    /// them. Call before [`Resumes::stamp`].
-    pub fn hold(&mut self, b: &mut Broadcast) {
-        if self.holds.is_empty() {
-            return;
-        }
-        self.holds.retain(|_, h| h.since.elapsed() < HOLD_AT_MOST);
-        for h in self.holds.values_mut() {
-            let rooms = h.socket.rooms();
-            let meant = (b.rooms.is_empty()
-                || rooms.iter().any(|r| b.rooms.iter().any(|x| x == r)))
-                && !rooms.iter().any(|r| b.except.iter().any(|x| x == r));
-            if meant {
-                h.kept.push(Kept::Broadcast(b.clone()));
+    /// A broadcast about to be delivered: resuming sockets keep it (or get it here, without
+    /// what their replay had) and the live broadcast skips them; everyone else gets it with
+    /// the offset as its last argument (with recovery on).
+    pub fn deliver(&mut self, b: &mut Broadcast) {
+        if !self.holds.is_empty() {
+            // Sockets that caught up before this update get it live; it comes after
+            // everything their replay had.
+            if let Some(now) = self.now() {
+                self.release(now);
             }
+            self.hold(b);
         }
-        b.except.push(RESUMING.to_owned());
-    }
-
-    /// Add the offset to `b`'s arguments (with recovery on): its own order when it has
-    /// one, else the last one delivered.
-    pub fn stamp(&self, b: &mut Broadcast) {
         let Some(order) = &self.order else { return };
         let at = match b.order {
             Some(o) => order.fetch_max(o, Ordering::AcqRel).max(o),
@@ -444,6 +476,38 @@ impl Resumes {
         if at > 0 {
             b.args.0.push(rmpv::Value::from(at.to_string()));
         }
+    }
+
+    fn hold(&mut self, b: &mut Broadcast) {
+        for h in self.holds.values_mut() {
+            if !meant(b, &h.socket.rooms()) {
+                continue;
+            }
+            match &mut h.phase {
+                Phase::Holding(kept) => kept.push(Kept::Broadcast(b.clone())),
+                Phase::Catching { heads, at, .. } => {
+                    if !replayed(b, heads) {
+                        send_at(&h.socket, b.clone(), at);
+                    }
+                }
+            }
+        }
+        b.except.push(RESUMING.to_owned());
+    }
+
+    /// Let go of the sockets that caught up with the replica (`order`), and of holds that
+    /// lasted too long.
+    fn release(&mut self, order: u64) {
+        self.holds.retain(|_, h| {
+            let keep = match h.phase {
+                Phase::Holding(_) => h.since.elapsed() < HOLD_AT_MOST,
+                Phase::Catching { upto, .. } => order < upto && h.since.elapsed() < CATCH_AT_MOST,
+            };
+            if !keep {
+                h.socket.leave(RESUMING);
+            }
+            keep
+        });
     }
 
     fn now(&self) -> Option<u64> {
@@ -461,7 +525,7 @@ impl Resumes {
                 let hold = Hold {
                     socket,
                     since: std::time::Instant::now(),
-                    kept: Vec::new(),
+                    phase: Phase::Holding(Vec::new()),
                 };
                 self.holds.insert(hold.socket.id, hold);
                 let _ = done.send(());
@@ -479,23 +543,30 @@ impl Resumes {
                 event,
                 text,
                 ack,
-            } => match self.holds.get_mut(&socket.id) {
-                Some(h) => h.kept.push(Kept::Reply(event, text, ack)),
+            } => match self.holds.get_mut(&socket.id).map(|h| &mut h.phase) {
+                Some(Phase::Holding(kept)) => kept.push(Kept::Reply(event, text, ack)),
+                Some(Phase::Catching { at, .. }) => {
+                    send_reply(&socket, event, &text, ack, Some(*at))
+                }
                 None => send_reply(&socket, event, &text, ack, self.now()),
             },
         }
     }
 
     fn finish(&mut self, socket: Socket, offset: u64, read: Result<Resume, HistoryError>) {
-        let hold = self.holds.remove(&socket.id);
-        socket.leave(RESUMING);
-        let (replay, heads, kept) = match (read, hold) {
-            (Ok(Resume::Complete { replay, heads }), Some(h)) => (replay, heads, h.kept),
+        let kept = match self.holds.get_mut(&socket.id).map(|h| &mut h.phase) {
+            Some(Phase::Holding(kept)) => Some(std::mem::take(kept)),
+            _ => None,
+        };
+        let (replay, heads, kept) = match (read, kept) {
+            (Ok(Resume::Complete { replay, heads }), Some(kept)) => (replay, heads, kept),
             (other, _) => {
                 // The check passed a moment ago and the read did not (or the hold was
                 // dropped): the client was told `recovered`, so it must not go on as if it
                 // were. Closing the transport makes it reconnect, and the next check says
                 // what happened.
+                self.holds.remove(&socket.id);
+                socket.leave(RESUMING);
                 let result = match other {
                     Ok(Resume::Lost(r)) => result_of(r),
                     _ => SessionRecovery::Unavailable,
@@ -508,28 +579,29 @@ impl Resumes {
         };
         SessionRecovery::Recovered.count();
         metrics::histogram!("wsgate_session_replay_updates").record(replay.len() as f64);
+        tracing::debug!(sid = %socket.id, offset, replay = replay.len(), kept = kept.len(), "session resumed");
         let mut at = offset;
-        let mut send = |mut b: Broadcast| {
-            at = at.max(b.order.unwrap_or(0));
-            b.args.0.push(rmpv::Value::from(at.to_string()));
-            if let Err(e) = socket.emit(b.event.as_str(), &b.args) {
-                tracing::debug!(sid = %socket.id, error = %e, "could not send a recovered update");
-            }
-        };
-        replay.into_iter().for_each(&mut send);
+        for b in replay {
+            send_at(&socket, b, &mut at);
+        }
         let mut replies = Vec::new();
         for k in kept {
             match k {
-                // Kept updates the replay already had are skipped.
-                Kept::Broadcast(b) => match (b.order, b.rooms.as_slice()) {
-                    (Some(o), [room]) if heads.get(room).is_some_and(|h| o <= *h) => {}
-                    _ => send(b),
-                },
+                Kept::Broadcast(b) if replayed(&b, &heads) => {}
+                Kept::Broadcast(b) => send_at(&socket, b, &mut at),
                 Kept::Reply(event, text, ack) => replies.push((event, text, ack)),
             }
         }
         for (event, text, ack) in replies {
             send_reply(&socket, event, &text, ack, Some(at));
+        }
+        let upto = heads.values().copied().max().unwrap_or(0);
+        if let Some(h) = self.holds.get_mut(&socket.id) {
+            h.since = std::time::Instant::now();
+            h.phase = Phase::Catching { heads, upto, at };
+        }
+        if let Some(order) = self.now() {
+            self.release(order);
         }
     }
 }
