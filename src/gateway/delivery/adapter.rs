@@ -15,7 +15,12 @@
 //! see `benches/fanout.rs` for its price). Volatile broadcasts keep the shared path: they may
 //! be skipped, so there is nothing to report.
 
-use std::{future, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use socketioxide::{BroadcastError, SocketError, adapter::Emitter};
 use socketioxide_core::{
@@ -38,7 +43,14 @@ pub const OVERFLOW_CAPACITY: usize = 4096;
 #[derive(Clone, Debug)]
 pub struct Overflow {
     tx: Option<mpsc::Sender<Sid>>,
+    /// Sockets whose queue overflowed: nothing more is queued for them, so a client never
+    /// gets an update after one it missed (its offset would skip the gap for good). Kept
+    /// `CUT_FOR`, long after eviction closed them.
+    cut: Arc<Mutex<HashMap<Sid, Instant>>>,
 }
+
+/// How long an overflowed socket stays cut off (eviction closes it well before).
+const CUT_FOR: Duration = Duration::from_secs(180);
 
 /// The receiving end of [`Overflow`], read by the eviction task ([`crate::gateway::evict`]).
 pub type OverflowRx = mpsc::Receiver<Sid>;
@@ -47,12 +59,21 @@ impl Overflow {
     /// A report channel and its receiver.
     pub fn channel() -> (Overflow, OverflowRx) {
         let (tx, rx) = mpsc::channel(OVERFLOW_CAPACITY);
-        (Overflow { tx: Some(tx) }, rx)
+        (
+            Overflow {
+                tx: Some(tx),
+                cut: Arc::default(),
+            },
+            rx,
+        )
     }
 
     /// No reports: a full queue only loses the update (counted by the delivery).
     pub fn ignore() -> Overflow {
-        Overflow { tx: None }
+        Overflow {
+            tx: None,
+            cut: Arc::default(),
+        }
     }
 
     /// Report `sid` without waiting: the adapter runs inside a broadcast and must not block.
@@ -123,7 +144,18 @@ impl Adapter {
             }
         };
         let mut errors = Vec::new();
+        let mut cut = self
+            .overflow
+            .cut
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !cut.is_empty() {
+            cut.retain(|_, at| at.elapsed() < CUT_FOR);
+        }
         for sid in self.local.sockets(opts) {
+            if !cut.is_empty() && cut.contains_key(&sid) {
+                continue;
+            }
             // Options naming only a socket id select exactly that socket.
             if let Err(errs) = self
                 .local
@@ -131,6 +163,7 @@ impl Adapter {
             {
                 for e in errs {
                     if matches!(e, SocketError::InternalChannelFull) {
+                        cut.insert(sid, Instant::now());
                         Overflow::report(tx, sid);
                     }
                     errors.push(e);
