@@ -40,12 +40,21 @@ const PING_TIMEOUT: Duration = Duration::from_secs(3);
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
+/// How long a pooled connection waits for a reply. The `redis` crate's default (500 ms) is
+/// shorter than a busy Redis or a loaded host answers a script in, and a timed-out call
+/// counts as Redis being unavailable (a session not resumed, a join answered without
+/// history).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A connection pool of `size` for `url`, waiting at most `timeout` for a connection.
 /// Shared by the publisher and the Redis permission source.
 pub fn pool(url: &str, size: usize, timeout: Duration) -> Result<deadpool_redis::Pool, String> {
-    deadpool_redis::Config::from_url(url)
-        .builder()
-        .map_err(|e| e.to_string())?
+    let config = ::redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(timeout));
+    let manager =
+        deadpool_redis::Manager::new_with_config(url, config).map_err(|e| e.to_string())?;
+    deadpool_redis::Pool::builder(manager)
         .max_size(size)
         .wait_timeout(Some(timeout))
         .create_timeout(Some(timeout))

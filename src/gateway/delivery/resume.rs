@@ -560,16 +560,20 @@ impl Resumes {
         };
         let (replay, heads, kept) = match (read, kept) {
             (Ok(Resume::Complete { replay, heads }), Some(kept)) => (replay, heads, kept),
-            (other, _) => {
+            (other, kept) => {
+                self.holds.remove(&socket.id);
+                socket.leave(RESUMING);
+                if kept.is_none() && !socket.connected() {
+                    return; // gone meanwhile: nothing to give back
+                }
                 // The check passed a moment ago and the read did not (or the hold was
                 // dropped): the client was told `recovered`, so it must not go on as if it
                 // were. Closing the transport makes it reconnect, and the next check says
                 // what happened.
-                self.holds.remove(&socket.id);
-                socket.leave(RESUMING);
                 let result = match other {
                     Ok(Resume::Lost(r)) => result_of(r),
-                    _ => SessionRecovery::Unavailable,
+                    Err(e) => unavailable(&e),
+                    Ok(Resume::Complete { .. }) => SessionRecovery::Unavailable,
                 };
                 result.count();
                 tracing::info!(sid = %socket.id, result = result.as_str(), "session could not be resumed after all; closing the transport");
