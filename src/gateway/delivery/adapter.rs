@@ -144,16 +144,23 @@ impl Adapter {
             }
         };
         let mut errors = Vec::new();
-        let mut cut = self
-            .overflow
-            .cut
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if !cut.is_empty() {
-            cut.retain(|_, at| at.elapsed() < CUT_FOR);
-        }
+        // The lock is not held while packets are queued.
+        let cut: Vec<Sid> = {
+            let mut cut = self
+                .overflow
+                .cut
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if cut.is_empty() {
+                Vec::new()
+            } else {
+                cut.retain(|_, at| at.elapsed() < CUT_FOR);
+                cut.keys().copied().collect()
+            }
+        };
+        let mut full = Vec::new();
         for sid in self.local.sockets(opts) {
-            if !cut.is_empty() && cut.contains_key(&sid) {
+            if !cut.is_empty() && cut.contains(&sid) {
                 continue;
             }
             // Options naming only a socket id select exactly that socket.
@@ -163,11 +170,21 @@ impl Adapter {
             {
                 for e in errs {
                     if matches!(e, SocketError::InternalChannelFull) {
-                        cut.insert(sid, Instant::now());
-                        Overflow::report(tx, sid);
+                        full.push(sid);
                     }
                     errors.push(e);
                 }
+            }
+        }
+        if !full.is_empty() {
+            let mut cut = self
+                .overflow
+                .cut
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for sid in full {
+                cut.insert(sid, Instant::now());
+                Overflow::report(tx, sid);
             }
         }
         if errors.is_empty() {

@@ -53,6 +53,10 @@ pub async fn run(io: Io, gw: Arc<Gateway>, mut inbound: InboundRx, window: Durat
         }
         handle(&io, &gw, &mut recovering, first).await;
         while let Ok(msg) = inbound.try_recv() {
+            // Under a steady stream the channel is never empty: let the scheduler run
+            // the tasks this one woke (eviction, socket writers) now and then, or they wait
+            // in this worker's LIFO slot for as long as the stream lasts.
+            tokio::task::consume_budget().await;
             handle(&io, &gw, &mut recovering, msg).await;
         }
     }
