@@ -115,6 +115,13 @@ labels! {
         Control = "control",
     }
 
+    /// Why a connected Redis subscriber session ended (it reconnects and subscribes again).
+    BackplaneDrop for "wsgate_backplane_disconnects_total" "reason" {
+        Closed = "closed",
+        PingTimeout = "ping_timeout",
+        Error = "error",
+    }
+
     /// Why a backplane message did not decode.
     DecodeErrorKind for "wsgate_backplane_decode_errors_total" "kind" {
         NotMsgpack = "not_msgpack",
@@ -355,6 +362,10 @@ fn describe() {
     describe_counter!(
         "wsgate_backplane_reconnects_total",
         "Reconnection attempts of the Redis subscriber."
+    );
+    describe_counter!(
+        "wsgate_backplane_disconnects_total",
+        "Connected Redis subscriber sessions that ended, by reason: closed (Redis closed it: CLIENT KILL, client-output-buffer-limit pubsub, restart, failover), ping_timeout, error; each is followed by a reconnect that subscribes every wanted channel again."
     );
     describe_counter!(
         "wsgate_backplane_resubscribes_total",

@@ -15,8 +15,11 @@ use time::OffsetDateTime;
 use crate::{
     access::{self, AccessError},
     backplane::{
-        Backplane, BackplaneError, EngineTask, InboundRx, cluster::ClusterBackplane,
-        memory::MemoryBackplane, redis::RedisBackplane,
+        Backplane, BackplaneError, EngineTask, InboundRx,
+        cluster::ClusterBackplane,
+        connect::{self, Connector},
+        memory::MemoryBackplane,
+        redis::RedisBackplane,
     },
     config::{Fleet, ServeConfig, SlowConsumer},
     gateway::{self, Gateway, Limits},
@@ -180,9 +183,13 @@ struct Backend {
 
 /// Start the engine the settings name; its subscriber task joins `tasks`.
 fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, ServeError> {
+    cfg.redis_conn
+        .fits(cfg.redis_mode.mode)
+        .map_err(ServeError::Config)?;
+    let url = cfg.redis_conn.url(cfg.redis_url.as_deref());
     let fleet = cfg
         .redis_mode
-        .fleet(cfg.redis_url.as_deref(), cfg.history.config())
+        .fleet(url.as_deref(), cfg.history.config())
         .map_err(ServeError::Config)?;
     let (backplane, inbound, history, task): (Arc<dyn Backplane>, _, Arc<dyn History>, _) =
         match fleet {
@@ -193,7 +200,9 @@ fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, Serv
                 (Arc::new(b), rx, Arc::new(Unavailable), None)
             }
             Fleet::Standalone { url, history } => {
-                let (b, rx, task) = RedisBackplane::start(&url, history)?;
+                let connector =
+                    Connector::new(&url, &cfg.redis_conn).map_err(BackplaneError::from)?;
+                let (b, rx, task) = RedisBackplane::start(&connector, history)?;
                 let history: Arc<dyn History> = match history {
                     Some(h) => Arc::new(RedisHistory::new(b.pool().clone(), h)),
                     None => Arc::new(Unavailable),
@@ -201,7 +210,8 @@ fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, Serv
                 (Arc::new(b), rx, history, Some(task))
             }
             Fleet::Cluster { seeds } => {
-                let (b, rx, task) = ClusterBackplane::start(&seeds)?;
+                let tls = connect::tls(&seeds, &cfg.redis_conn).map_err(BackplaneError::from)?;
+                let (b, rx, task) = ClusterBackplane::start(&seeds, tls.as_ref())?;
                 (Arc::new(b), rx, Arc::new(Unavailable), Some(task))
             }
         };
@@ -261,7 +271,8 @@ async fn listen(cfg: &ServeConfig) -> Result<tokio::net::TcpListener, ServeError
     let _ = writeln!(out, "WSGATE_LISTENING={local}");
     let _ = out.flush();
     drop(out);
-    tracing::info!(addr = %local, redis = cfg.redis_url.is_some(), "wsgate listening");
+    let redis = cfg.redis_url.is_some() || cfg.redis_conn.sentinel();
+    tracing::info!(addr = %local, redis, "wsgate listening");
     if cfg.demo_page_enabled() {
         let host = if local.ip().is_unspecified() {
             format!("localhost:{}", local.port())
