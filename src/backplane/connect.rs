@@ -147,7 +147,15 @@ impl Connector {
         async move {
             match &*self.target {
                 Target::Direct(c) => Ok(c.clone()),
-                Target::Sentinel { client, .. } => client.lock().await.async_get_client().await,
+                Target::Sentinel { client, .. } => {
+                    client.lock().await.async_get_client().await.map_err(|e| {
+                        redis::RedisError::from((
+                            e.kind(),
+                            "no primary from the sentinels",
+                            e.to_string(),
+                        ))
+                    })
+                }
             }
         }
         .boxed()
