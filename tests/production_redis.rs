@@ -201,12 +201,12 @@ async fn wrong_ca_wrong_password_and_no_sentinel_each_log_once_and_stay_unready(
 /// The minimal ACL of README ("Redis users and ACL"): a replica (with history and the Redis
 /// permission source) and a publisher.
 const REPLICA_ACL: &str = "on >replica-pw resetchannels resetkeys -@all \
-    +subscribe +unsubscribe +publish +ping +unwatch +evalsha +eval +script|load +smembers \
+    +subscribe +unsubscribe +publish +ping +unwatch +evalsha +script|load +smembers \
     +hget +hmget +hset +xadd +xtrim +xrange +pexpire +time \
     &socket.io#/#* &socket.io-request#/# &socket.io-response#/#* &wsgate-control#/# \
     ~wsgate:stream:* ~wsgate:meta:* ~wsgate:perm:*";
 const PUBLISHER_ACL: &str = "on >publisher-pw resetchannels resetkeys -@all \
-    +publish +ping +unwatch +evalsha +eval +script|load \
+    +publish +ping +unwatch +evalsha +script|load \
     +hmget +hset +xadd +xtrim +pexpire +time \
     &socket.io#/#* &wsgate-control#/# ~wsgate:stream:* ~wsgate:meta:*";
 
