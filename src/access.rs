@@ -154,7 +154,8 @@ pub fn from_config(cfg: &ServeConfig) -> Result<Access, AccessError> {
                 ));
             };
             Arc::new(RedisPermissions::new(
-                &Connector::new(&url, &cfg.redis_conn).map_err(RedisPermissionsError::from)?,
+                &Connector::new(&url, &cfg.redis_conn.settings())
+                    .map_err(RedisPermissionsError::from)?,
                 &id.perm_key_template,
                 id.perm_cache_ttl,
                 id.perm_cache_size,

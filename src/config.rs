@@ -180,6 +180,18 @@ pub struct RedisConnArgs {
 }
 
 impl RedisConnArgs {
+    /// The settings a Redis connection is made with.
+    pub fn settings(&self) -> crate::backplane::connect::Settings {
+        crate::backplane::connect::Settings {
+            ca_file: self.redis_ca_file.clone(),
+            client_cert: self.redis_client_cert.clone(),
+            client_key: self.redis_client_key.clone(),
+            sentinels: self.redis_sentinel.clone(),
+            master: self.redis_sentinel_master.clone(),
+            sentinel_password: self.redis_sentinel_password.clone(),
+        }
+    }
+
     /// Whether the primary is found through Sentinel.
     pub fn sentinel(&self) -> bool {
         !self.redis_sentinel.is_empty()

@@ -343,6 +343,16 @@ fn describe() {
         "wsgate_drain_disconnects_total",
         "Clients disconnected by the drain after SIGTERM."
     );
+    describe_histogram!(
+        "wsgate_fanout_seconds",
+        Unit::Seconds,
+        "Time to queue one backplane message on every matching local socket."
+    );
+    describe_backplane();
+    describe_access();
+}
+
+fn describe_backplane() {
     describe_counter!(
         "wsgate_backplane_messages_total",
         "Messages received from the backplane by kind: broadcast, request, control (revocations)."
@@ -371,12 +381,6 @@ fn describe() {
         "wsgate_backplane_resubscribes_total",
         "Shard channels a Redis Cluster node dropped (slot moved) that were subscribed again."
     );
-    describe_histogram!(
-        "wsgate_fanout_seconds",
-        Unit::Seconds,
-        "Time to queue one backplane message on every matching local socket."
-    );
-    describe_access();
 }
 
 /// The help texts of delivery latency, who may connect and what is refused or closed.

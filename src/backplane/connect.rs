@@ -8,7 +8,11 @@
 //! its flag. Whatever fails later (a CA that does not match, a wrong password, no sentinel
 //! answering) fails the connection, which the caller reports and retries.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use futures_util::{FutureExt, future::BoxFuture};
 use redis::{
@@ -17,7 +21,23 @@ use redis::{
 };
 use tokio::sync::Mutex;
 
-use crate::config::RedisConnArgs;
+/// What a connection needs besides the URL (`config::RedisConnArgs` gives it from the
+/// flags).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// CA certificates (PEM) instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    pub client_key: Option<PathBuf>,
+    /// Sentinels, `host:port`; empty: the URL's server.
+    pub sentinels: Vec<String>,
+    /// The name the sentinels know the primary by.
+    pub master: Option<String>,
+    /// The sentinels' own password.
+    pub sentinel_password: Option<String>,
+}
 
 /// Why the Redis settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -78,19 +98,19 @@ const SENTINEL_BACKOFF_CAP: Duration = Duration::from_secs(1);
 impl Connector {
     /// The connector for `url` (with Sentinel: only its scheme, user, password and db)
     /// and the TLS and Sentinel settings of `args`.
-    pub fn new(url: &str, args: &RedisConnArgs) -> Result<Self, ConnectError> {
+    pub fn new(url: &str, args: &Settings) -> Result<Self, ConnectError> {
         let tls_url = url.trim_start().starts_with("rediss://");
         let tls = tls(url, args)?;
         let bad_url = |source| ConnectError::Redis {
             what: "--redis-url / WSGATE_REDIS_URL",
             source,
         };
-        let target = match &args.redis_sentinel_master {
-            Some(master) if args.sentinel() => {
+        let target = match &args.master {
+            Some(master) if !args.sentinels.is_empty() => {
                 let info = url.into_connection_info().map_err(bad_url)?;
                 let redis = info.redis_settings();
                 let sentinels = args
-                    .redis_sentinel
+                    .sentinels
                     .iter()
                     .map(|hp| sentinel_addr(hp, tls_url))
                     .collect::<Result<Vec<_>, _>>()?;
@@ -105,7 +125,7 @@ impl Connector {
                 if let Some(pw) = redis.password() {
                     b = b.set_client_to_redis_password(pw);
                 }
-                if let Some(pw) = &args.redis_sentinel_password {
+                if let Some(pw) = &args.sentinel_password {
                     b = b.set_client_to_sentinel_password(pw);
                 }
                 if tls_url {
@@ -204,7 +224,7 @@ fn sentinel_addr(hostport: &str, tls: bool) -> Result<ConnectionAddr, ConnectErr
 /// The CA and client certificate of `args` for `url` (one URL, or a cluster's seeds), read
 /// and checked once; `None` when neither is given (a `rediss://` URL then uses the system
 /// roots).
-pub fn tls(url: &str, args: &RedisConnArgs) -> Result<Option<TlsCertificates>, ConnectError> {
+pub fn tls(url: &str, args: &Settings) -> Result<Option<TlsCertificates>, ConnectError> {
     let certs = read_certificates(args)?;
     if certs.is_some() && !url.trim_start().starts_with("rediss://") {
         return Err(ConnectError::NotTls);
@@ -212,13 +232,13 @@ pub fn tls(url: &str, args: &RedisConnArgs) -> Result<Option<TlsCertificates>, C
     Ok(certs)
 }
 
-fn read_certificates(args: &RedisConnArgs) -> Result<Option<TlsCertificates>, ConnectError> {
+fn read_certificates(args: &Settings) -> Result<Option<TlsCertificates>, ConnectError> {
     let root_cert = args
-        .redis_ca_file
+        .ca_file
         .as_deref()
         .map(|p| read_pem(p, "--redis-ca-file / WSGATE_REDIS_CA_FILE", "CERTIFICATE"))
         .transpose()?;
-    let client_tls = match (&args.redis_client_cert, &args.redis_client_key) {
+    let client_tls = match (&args.client_cert, &args.client_key) {
         (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
             client_cert: read_pem(
                 cert,
@@ -261,8 +281,8 @@ fn read_pem(path: &Path, flag: &'static str, label: &str) -> Result<Vec<u8>, Con
 mod tests {
     use super::*;
 
-    fn args() -> RedisConnArgs {
-        RedisConnArgs::default()
+    fn args() -> Settings {
+        Settings::default()
     }
 
     #[test]
@@ -279,8 +299,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let ca = dir.join("ca.pem");
         std::fs::write(&ca, "not a certificate").unwrap();
-        let a = RedisConnArgs {
-            redis_ca_file: Some(ca.clone()),
+        let a = Settings {
+            ca_file: Some(ca.clone()),
             ..args()
         };
         let e = Connector::new("rediss://h:1", &a).unwrap_err().to_string();
@@ -292,8 +312,8 @@ mod tests {
         .unwrap();
         let e = Connector::new("redis://h:1", &a).unwrap_err().to_string();
         assert!(e.contains("rediss://"), "{e}");
-        let missing = RedisConnArgs {
-            redis_ca_file: Some(dir.join("absent.pem")),
+        let missing = Settings {
+            ca_file: Some(dir.join("absent.pem")),
             ..args()
         };
         let e = Connector::new("rediss://h:1", &missing).unwrap_err();
@@ -303,9 +323,9 @@ mod tests {
 
     #[test]
     fn sentinel_names_the_primary() {
-        let a = RedisConnArgs {
-            redis_sentinel: vec!["10.0.0.1:26379".into(), "10.0.0.2:26379".into()],
-            redis_sentinel_master: Some("mymaster".into()),
+        let a = Settings {
+            sentinels: vec!["10.0.0.1:26379".into(), "10.0.0.2:26379".into()],
+            master: Some("mymaster".into()),
             ..args()
         };
         let c = Connector::new("redis://:pw@ignored/1", &a).unwrap();

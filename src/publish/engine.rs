@@ -31,16 +31,17 @@ impl Engine {
     ) -> Result<Self, PublishError> {
         mode.check(url).map_err(PublishError::Input)?;
         conn.fits(mode.mode).map_err(PublishError::Input)?;
+        let settings = conn.settings();
         let tls = |e: connect::ConnectError| PublishError::Backplane(e.into());
         Ok(match mode.mode {
             RedisMode::Standalone => Engine::Single(RedisPublisher::new(
-                &Connector::new(url, conn).map_err(tls)?,
+                &Connector::new(url, &settings).map_err(tls)?,
                 EMITTER_UID,
             )?),
             RedisMode::Cluster => Engine::Cluster(ClusterPublisher::new(
                 url,
                 EMITTER_UID,
-                connect::tls(url, conn).map_err(tls)?.as_ref(),
+                connect::tls(url, &settings).map_err(tls)?.as_ref(),
             )?),
         })
     }

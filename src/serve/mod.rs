@@ -200,8 +200,8 @@ fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, Serv
                 (Arc::new(b), rx, Arc::new(Unavailable), None)
             }
             Fleet::Standalone { url, history } => {
-                let connector =
-                    Connector::new(&url, &cfg.redis_conn).map_err(BackplaneError::from)?;
+                let connector = Connector::new(&url, &cfg.redis_conn.settings())
+                    .map_err(BackplaneError::from)?;
                 let (b, rx, task) = RedisBackplane::start(&connector, history)?;
                 let history: Arc<dyn History> = match history {
                     Some(h) => Arc::new(RedisHistory::new(b.pool().clone(), h)),
@@ -210,7 +210,8 @@ fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, Serv
                 (Arc::new(b), rx, history, Some(task))
             }
             Fleet::Cluster { seeds } => {
-                let tls = connect::tls(&seeds, &cfg.redis_conn).map_err(BackplaneError::from)?;
+                let tls = connect::tls(&seeds, &cfg.redis_conn.settings())
+                    .map_err(BackplaneError::from)?;
                 let (b, rx, task) = ClusterBackplane::start(&seeds, tls.as_ref())?;
                 (Arc::new(b), rx, Arc::new(Unavailable), Some(task))
             }
