@@ -396,7 +396,8 @@ async fn sentinel_failover_under_200_clients_delivers_after_the_kill() {
         let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &pport]).await;
         let mut sentinels = Vec::new();
         for _ in 0..3 {
-            sentinels.push(RedisServer::start_sentinel("mymaster", primary.port, 2, 1000).await);
+            sentinels
+                .push(RedisServer::start_sentinel("mymaster", primary.port, 2, 1000, vec![]).await);
         }
         // Every sentinel knows the replica and the two other sentinels before the kill.
         let known = poll_until(
@@ -556,6 +557,54 @@ async fn sentinel_failover_under_200_clients_delivers_after_the_kill() {
                 "client {i} missed the update after the failover"
             );
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sentinel_over_tls_names_a_tls_primary() {
+    run_bounded(LIMIT, async {
+        let pki = TestPki::new();
+        let primary = RedisServer::start_tls(|p| pki.redis_args(p, false)).await;
+        // The sentinel reaches the primary with TLS and serves wsgate on its TLS port.
+        let tls_port = free_port();
+        let mut sentinel_tls = pki.redis_args(tls_port, false);
+        sentinel_tls.drain(..2); // keep the sentinel's plain port for the harness
+        sentinel_tls.extend(["--tls-replication".into(), "yes".into()]);
+        let sentinel =
+            RedisServer::start_sentinel("mymaster", primary.port, 1, 1000, sentinel_tls).await;
+        let known = poll_until(
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || async {
+                matches!(
+                    sentinel.command(&["SENTINEL", "master", "mymaster"]).await,
+                    Resp::Array(Some(_))
+                )
+                .then_some(())
+            },
+        )
+        .await;
+        assert!(known.is_some(), "the sentinel does not know the primary");
+        let ca = pki.ca.display().to_string();
+        let at = format!("127.0.0.1:{tls_port}");
+        let args = [
+            "--redis-url",
+            "rediss://",
+            "--redis-ca-file",
+            &ca,
+            "--redis-sentinel",
+            &at,
+            "--redis-sentinel-master",
+            "mymaster",
+        ];
+        let g = Gateway::start_named("sentinel-tls", &args).await;
+        g.wait_status("/readyz", 200, READY).await;
+        let mut c = joined(&g, "valid-token-1", "project_one").await;
+        let mut publish = args.to_vec();
+        publish.extend(["--room", "project_one", "--data", "\"sentinel tls\""]);
+        publish_ok(&publish).await;
+        expect_chat(&mut c, "sentinel tls").await;
     })
     .await;
 }

@@ -107,7 +107,7 @@ impl Connector {
         };
         let target = match &args.master {
             Some(master) if !args.sentinels.is_empty() => {
-                let info = url.into_connection_info().map_err(bad_url)?;
+                let info = with_host(url).into_connection_info().map_err(bad_url)?;
                 let redis = info.redis_settings();
                 let sentinels = args
                     .sentinels
@@ -206,6 +206,18 @@ impl Connector {
                 master, sentinels, ..
             } => format!("sentinel primary {master:?} ({sentinels} sentinels)"),
         }
+    }
+}
+
+/// With Sentinel the URL's host is never used and may be left out (`rediss://`); the
+/// parser wants one, so a stand-in is put there.
+fn with_host(url: &str) -> String {
+    match redis::parse_redis_url(url) {
+        Some(mut u) if u.host_str().is_none_or(str::is_empty) => {
+            let _ = u.set_host(Some("sentinel-primary"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -330,6 +342,8 @@ mod tests {
         };
         let c = Connector::new("redis://:pw@ignored/1", &a).unwrap();
         assert_eq!(c.describe(), "sentinel primary \"mymaster\" (2 sentinels)");
+        assert!(Connector::new("rediss://", &a).is_ok());
+        assert_eq!(with_host("rediss://"), "rediss://sentinel-primary");
         assert_eq!(
             c.backoff_cap(Duration::from_secs(5)),
             Duration::from_secs(1)

@@ -183,12 +183,15 @@ impl RedisServer {
     }
 
     /// A sentinel (`redis-server --sentinel`) watching the primary at `primary_port` under
-    /// `name`, with a quorum of `quorum` and a short down-after time (`down_after_ms`).
+    /// `name`, with a quorum of `quorum` and a short down-after time (`down_after_ms`);
+    /// `extra` are further arguments (e.g. a TLS port). Its plain port is probed and
+    /// commanded.
     pub async fn start_sentinel(
         name: &str,
         primary_port: u16,
         quorum: u32,
         down_after_ms: u64,
+        extra: Vec<String>,
     ) -> RedisServer {
         let port = free_port();
         let conf = std::env::temp_dir().join(format!(
@@ -205,7 +208,7 @@ impl RedisServer {
             ),
         )
         .expect("write sentinel.conf");
-        Self::launch(port, Kind::Sentinel(conf), Vec::new()).await
+        Self::launch(port, Kind::Sentinel(conf), extra).await
     }
 
     async fn launch(port: u16, kind: Kind, extra: Vec<String>) -> RedisServer {
@@ -398,6 +401,9 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         if let Some(c) = self.child.as_mut() {
             let _ = c.start_kill();
+        }
+        if let Kind::Sentinel(conf) = &self.kind {
+            let _ = std::fs::remove_file(conf);
         }
     }
 }
