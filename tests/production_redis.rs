@@ -18,6 +18,7 @@ use std::time::Duration;
 use futures_util::{StreamExt, stream};
 use serde_json::json;
 use support::client::connect_token;
+use support::cluster::RedisCluster;
 use support::redis::{ALL_CHANNEL, RedisServer, Resp, emitter_message, room_channel};
 use support::tls::TestPki;
 use support::{
@@ -605,6 +606,32 @@ async fn sentinel_over_tls_names_a_tls_primary() {
         publish.extend(["--room", "project_one", "--data", "\"sentinel tls\""]);
         publish_ok(&publish).await;
         expect_chat(&mut c, "sentinel tls").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_tls_cluster_serves_the_cluster_engine_and_publish() {
+    run_bounded(LIMIT, async {
+        let pki = TestPki::new();
+        let cluster = RedisCluster::start_tls(pki.cert_args(), pki.ca.clone()).await;
+        let seeds = cluster.seeds();
+        let ca = pki.ca.display().to_string();
+        let args = [
+            "--redis-mode",
+            "cluster",
+            "--redis-url",
+            &seeds,
+            "--redis-ca-file",
+            &ca,
+        ];
+        let g = Gateway::start_named("cluster-tls", &args).await;
+        g.wait_status("/readyz", 200, READY).await;
+        let mut c = joined(&g, "valid-token-1", "project_one").await;
+        let mut publish = args.to_vec();
+        publish.extend(["--room", "project_one", "--data", "\"cluster tls\""]);
+        publish_ok(&publish).await;
+        expect_chat(&mut c, "cluster tls").await;
     })
     .await;
 }

@@ -34,14 +34,14 @@ fn ca(name: &str) -> (CertificateParams, KeyPair, String) {
 fn leaf(
     issuer: &Issuer<'_, &KeyPair>,
     names: &[&str],
-    usage: ExtendedKeyUsagePurpose,
+    usage: Vec<ExtendedKeyUsagePurpose>,
 ) -> (String, String) {
     let key = KeyPair::generate().expect("leaf key");
     let mut params =
         CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .expect("leaf params");
     params.distinguished_name.push(DnType::CommonName, names[0]);
-    params.extended_key_usages = vec![usage];
+    params.extended_key_usages = usage;
     let cert = params.signed_by(&key, issuer).expect("signed leaf");
     (cert.pem(), key.serialize_pem())
 }
@@ -59,12 +59,21 @@ impl TestPki {
         std::fs::create_dir_all(&dir).expect("PKI dir");
         let (ca_params, ca_key, ca_pem) = ca("wsgate test CA");
         let issuer = Issuer::from_params(&ca_params, &ca_key);
+        // Redis presents its certificate as a client too (replication, sentinel, the cluster
+        // bus), so it has both uses.
         let (server, server_key) = leaf(
             &issuer,
             &["localhost", "127.0.0.1"],
-            ExtendedKeyUsagePurpose::ServerAuth,
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
         );
-        let (client, client_key) = leaf(&issuer, &["wsgate"], ExtendedKeyUsagePurpose::ClientAuth);
+        let (client, client_key) = leaf(
+            &issuer,
+            &["wsgate"],
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        );
         let (_, _, other) = ca("another CA");
         TestPki {
             ca: write(&dir, "ca.pem", &ca_pem),
@@ -80,20 +89,30 @@ impl TestPki {
     /// `redis-server` arguments for a TLS-only server on `port` (no plain port); with
     /// `verify_clients`, a client must present a certificate from the CA (mTLS).
     pub fn redis_args(&self, port: u16, verify_clients: bool) -> Vec<String> {
-        let s = |p: &Path| p.display().to_string();
-        vec![
+        let mut args: Vec<String> = vec![
             "--port".into(),
             "0".into(),
             "--tls-port".into(),
             port.to_string(),
+        ];
+        args.extend(self.cert_args());
+        args.extend([
+            "--tls-auth-clients".into(),
+            if verify_clients { "yes" } else { "no" }.into(),
+        ]);
+        args
+    }
+
+    /// `redis-server` arguments naming the server certificate, its key and the CA.
+    pub fn cert_args(&self) -> Vec<String> {
+        let s = |p: &Path| p.display().to_string();
+        vec![
             "--tls-cert-file".into(),
             s(&self.server_cert),
             "--tls-key-file".into(),
             s(&self.server_key),
             "--tls-ca-cert-file".into(),
             s(&self.ca),
-            "--tls-auth-clients".into(),
-            if verify_clients { "yes" } else { "no" }.into(),
         ]
     }
 }
