@@ -32,7 +32,7 @@ impl Engine {
         mode.check(url).map_err(PublishError::Input)?;
         conn.fits(mode.mode).map_err(PublishError::Input)?;
         let settings = conn.settings();
-        let tls = |e: connect::ConnectError| PublishError::Backplane(e.into());
+        let tls = |e: connect::ConnectError| PublishError::Input(e.to_string());
         Ok(match mode.mode {
             RedisMode::Standalone => Engine::Single(RedisPublisher::new(
                 &Connector::new(url, &settings).map_err(tls)?,

@@ -40,6 +40,9 @@ pub enum ServeError {
     /// The Redis URL is unusable.
     #[error("--redis-url / WSGATE_REDIS_URL: {0}")]
     Backplane(#[from] BackplaneError),
+    /// A Redis TLS file or Sentinel setting is unusable (the message names it).
+    #[error(transparent)]
+    Connect(#[from] connect::ConnectError),
     /// The listen address cannot be bound.
     #[error("--listen / WSGATE_LISTEN: cannot listen on {addr}: {source}")]
     Listen {
@@ -200,8 +203,7 @@ fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, Serv
                 (Arc::new(b), rx, Arc::new(Unavailable), None)
             }
             Fleet::Standalone { url, history } => {
-                let connector = Connector::new(&url, &cfg.redis_conn.settings())
-                    .map_err(BackplaneError::from)?;
+                let connector = Connector::new(&url, &cfg.redis_conn.settings())?;
                 let (b, rx, task) = RedisBackplane::start(&connector, history)?;
                 let history: Arc<dyn History> = match history {
                     Some(h) => Arc::new(RedisHistory::new(b.pool().clone(), h)),
@@ -210,8 +212,7 @@ fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, Serv
                 (Arc::new(b), rx, history, Some(task))
             }
             Fleet::Cluster { seeds } => {
-                let tls = connect::tls(&seeds, &cfg.redis_conn.settings())
-                    .map_err(BackplaneError::from)?;
+                let tls = connect::tls(&seeds, &cfg.redis_conn.settings())?;
                 let (b, rx, task) = ClusterBackplane::start(&seeds, tls.as_ref())?;
                 (Arc::new(b), rx, Arc::new(Unavailable), Some(task))
             }
