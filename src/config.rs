@@ -139,8 +139,8 @@ impl RedisModeArg {
 #[derive(Debug, Clone, Default, Args)]
 pub struct RedisConnArgs {
     /// CA certificate(s), PEM, that a `rediss://` server (or sentinel) must present a
-    /// certificate from, instead of the system roots: managed Redis services and in-cluster
-    /// CAs are seldom in the system roots.
+    /// certificate from, instead of the Mozilla roots built into wsgate (webpki-roots): a
+    /// private or in-cluster CA is not among them.
     #[arg(long, env = "WSGATE_REDIS_CA_FILE")]
     pub redis_ca_file: Option<PathBuf>,
 

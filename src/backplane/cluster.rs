@@ -78,7 +78,7 @@ pub fn seeds(urls: &str) -> Vec<String> {
 }
 
 /// The cluster client's builder; `tls` is the CA / client certificate of `rediss://` seeds
-/// ([`super::connect::tls`]), `None` for the system roots or no TLS.
+/// ([`super::connect::tls`]), `None` for the built-in roots or no TLS.
 fn builder(urls: &str, tls: Option<&redis::TlsCertificates>) -> ClusterClientBuilder {
     let b = ClusterClientBuilder::new(seeds(urls))
         .connection_timeout(COMMAND_TIMEOUT)

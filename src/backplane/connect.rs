@@ -1,6 +1,6 @@
 //! How wsgate reaches Redis, for every connection it makes (subscriber, publish pool,
 //! history, permissions, `wsgate publish` / `revoke`, the cluster engine): the URL with
-//! its user and password (ACL), TLS for `rediss://` (rustls, the system roots or
+//! its user and password (ACL), TLS for `rediss://` (rustls, the Mozilla roots built in or
 //! `--redis-ca-file`, a client certificate), and Sentinel, which names the primary anew
 //! for each connection so that a reconnect after a failover reaches the new one.
 //!
@@ -25,7 +25,7 @@ use tokio::sync::Mutex;
 /// flags).
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
-    /// CA certificates (PEM) instead of the system roots.
+    /// CA certificates (PEM) instead of the built-in Mozilla roots.
     pub ca_file: Option<PathBuf>,
     /// Client certificate (PEM), with `client_key`.
     pub client_cert: Option<PathBuf>,
@@ -181,7 +181,7 @@ impl Connector {
         .boxed()
     }
 
-    /// The TLS material for the cluster engine's builder (`None`: the system roots).
+    /// The TLS material for the cluster engine's builder (`None`: the built-in roots).
     pub fn certificates(&self) -> Option<TlsCertificates> {
         self.tls.clone()
     }
