@@ -375,7 +375,7 @@ fn describe_backplane() {
     );
     describe_counter!(
         "wsgate_backplane_disconnects_total",
-        "Connected Redis subscriber sessions that ended, by reason: closed (Redis closed it: CLIENT KILL, client-output-buffer-limit pubsub, restart, failover), ping_timeout, error; each is followed by a reconnect that subscribes every wanted channel again."
+        "Connected Redis subscriber sessions (one Redis or Sentinel's primary) that ended, by reason: closed (Redis closed it: CLIENT KILL, client-output-buffer-limit pubsub, restart, failover), ping_timeout, error; each is followed by a reconnect that subscribes every wanted channel again."
     );
     describe_counter!(
         "wsgate_backplane_resubscribes_total",
