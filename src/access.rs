@@ -13,6 +13,7 @@ use crate::{
         Authorizer, ClaimPermissions, HttpPermissions, PermissionTable, RedisPermissions,
         redis::RedisPermissionsError,
     },
+    backplane::connect::Connector,
     config::{AuthSource, AuthzSource, IdentityConfig, ServeConfig},
     gateway::IdentityLimits as Limits,
     hook::{HookClient, HookError, HookSettings},
@@ -146,14 +147,15 @@ pub fn from_config(cfg: &ServeConfig) -> Result<Access, AccessError> {
         }
         AuthzSource::Claim => Arc::new(ClaimPermissions),
         AuthzSource::Redis => {
-            let Some(url) = &cfg.redis_url else {
+            let Some(url) = cfg.redis_conn.url(cfg.redis_url.as_deref()) else {
                 return Err(AccessError::Settings(
                     "--authz redis / WSGATE_AUTHZ=redis needs --redis-url / WSGATE_REDIS_URL"
                         .into(),
                 ));
             };
             Arc::new(RedisPermissions::new(
-                url,
+                &Connector::new(&url, &cfg.redis_conn.settings())
+                    .map_err(RedisPermissionsError::from)?,
                 &id.perm_key_template,
                 id.perm_cache_ttl,
                 id.perm_cache_size,

@@ -134,6 +134,95 @@ impl RedisModeArg {
     }
 }
 
+/// How to reach the fleet's Redis beyond its URL: TLS material and Sentinel. Shared by
+/// `serve`, `publish` and `revoke`, so every connection wsgate makes is set up alike.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RedisConnArgs {
+    /// CA certificate(s), PEM, that a `rediss://` server (or sentinel) must present a
+    /// certificate from, instead of the Mozilla roots built into wsgate (webpki-roots): a
+    /// private or in-cluster CA is not among them.
+    #[arg(long, env = "WSGATE_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+
+    /// Client certificate, PEM, for a Redis that verifies its clients (`tls-auth-clients
+    /// yes`); with --redis-client-key.
+    #[arg(long, env = "WSGATE_REDIS_CLIENT_CERT", requires = "redis_client_key")]
+    pub redis_client_cert: Option<PathBuf>,
+
+    /// The private key of --redis-client-cert, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "WSGATE_REDIS_CLIENT_KEY", requires = "redis_client_cert")]
+    pub redis_client_key: Option<PathBuf>,
+
+    /// Find the primary through these Sentinels (`host:port`, comma-separated) and follow
+    /// it when they fail over. `--redis-url` then only gives the scheme (`rediss` for TLS,
+    /// to the sentinels too), user, password and db; its host is not used (absent:
+    /// `redis://`).
+    #[arg(
+        long,
+        env = "WSGATE_REDIS_SENTINEL",
+        value_delimiter = ',',
+        requires = "redis_sentinel_master"
+    )]
+    pub redis_sentinel: Vec<String>,
+
+    /// The name the sentinels monitor the primary under (`sentinel monitor NAME ...`).
+    #[arg(
+        long,
+        env = "WSGATE_REDIS_SENTINEL_MASTER",
+        requires = "redis_sentinel"
+    )]
+    pub redis_sentinel_master: Option<String>,
+
+    /// The sentinels' own password (`requirepass` in sentinel.conf), when they need one; the
+    /// primary's password goes in `--redis-url`.
+    #[arg(long, env = "WSGATE_REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
+    pub redis_sentinel_password: Option<String>,
+}
+
+impl RedisConnArgs {
+    /// The settings a Redis connection is made with.
+    pub fn settings(&self) -> crate::backplane::connect::Settings {
+        crate::backplane::connect::Settings {
+            ca_file: self.redis_ca_file.clone(),
+            client_cert: self.redis_client_cert.clone(),
+            client_key: self.redis_client_key.clone(),
+            sentinels: self.redis_sentinel.clone(),
+            master: self.redis_sentinel_master.clone(),
+            sentinel_password: self.redis_sentinel_password.clone(),
+        }
+    }
+
+    /// Whether the primary is found through Sentinel.
+    pub fn sentinel(&self) -> bool {
+        !self.redis_sentinel.is_empty()
+    }
+
+    /// The `--redis-url` to use: as given, or with Sentinel and no URL, `redis://` to a host
+    /// that is never contacted (only the URL's scheme and credentials are read).
+    pub fn url(&self, url: Option<&str>) -> Option<String> {
+        match url {
+            Some(u) => Some(u.to_owned()),
+            None if self.sentinel() => Some(SENTINEL_DEFAULT_URL.to_owned()),
+            None => None,
+        }
+    }
+
+    /// Sentinel only in standalone mode: a cluster has no sentinels.
+    pub fn fits(&self, mode: RedisMode) -> Result<(), String> {
+        if self.sentinel() && mode == RedisMode::Cluster {
+            return Err(
+                "--redis-sentinel needs --redis-mode standalone: a Redis Cluster fails \
+                 over by itself, give its nodes in --redis-url"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The URL used with Sentinel when `--redis-url` is absent (its host is never contacted).
+pub const SENTINEL_DEFAULT_URL: &str = "redis://sentinel-primary";
+
 /// What `wsgate bench` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BenchMode {
@@ -387,12 +476,17 @@ fn parse_at_least(s: &str, example: &str, min: Duration) -> Result<Duration, Str
 /// Settings of `wsgate revoke`.
 #[derive(Debug, Clone, Args)]
 pub struct RevokeConfig {
-    /// Redis URL of the fleet (`redis://host:port[/db]`).
-    #[arg(long, env = "WSGATE_REDIS_URL", value_parser = parse_redis_url)]
-    pub redis_url: String,
+    /// Redis URL of the fleet (`redis://[user:password@]host:port[/db]`, `rediss://` for
+    /// TLS). Optional with `--redis-sentinel`.
+    #[arg(long, env = "WSGATE_REDIS_URL", value_parser = parse_redis_url,
+          required_unless_present = "redis_sentinel")]
+    pub redis_url: Option<String>,
 
     #[command(flatten)]
     pub redis_mode: RedisModeArg,
+
+    #[command(flatten)]
+    pub redis_conn: RedisConnArgs,
 
     /// The user whose access is revoked.
     #[arg(long)]
@@ -457,13 +551,17 @@ pub struct ServeConfig {
     #[arg(long, env = "WSGATE_LISTEN", default_value = "0.0.0.0:3000")]
     pub listen: SocketAddr,
 
-    /// Redis URL of the fleet's backplane (`redis://host:port[/db]`). Absent: an in-process
-    /// backplane, for a single replica.
+    /// Redis URL of the fleet's backplane (`redis://[user:password@]host:port[/db]`,
+    /// `rediss://` for TLS). Absent: an in-process backplane, for a single replica (unless
+    /// `--redis-sentinel` names the primary).
     #[arg(long, env = "WSGATE_REDIS_URL", value_parser = parse_redis_url)]
     pub redis_url: Option<String>,
 
     #[command(flatten)]
     pub redis_mode: RedisModeArg,
+
+    #[command(flatten)]
+    pub redis_conn: RedisConnArgs,
 
     /// Token table: a JSON or TOML file mapping token -> user id. Absent: the demo tokens.
     #[arg(long, env = "WSGATE_TOKENS")]
@@ -690,12 +788,17 @@ impl ServeConfig {
 /// Settings of `wsgate publish`.
 #[derive(Debug, Clone, Args)]
 pub struct PublishConfig {
-    /// Redis URL of the fleet (`redis://host:port[/db]`).
-    #[arg(long, env = "WSGATE_REDIS_URL", value_parser = parse_redis_url)]
-    pub redis_url: String,
+    /// Redis URL of the fleet (`redis://[user:password@]host:port[/db]`, `rediss://` for
+    /// TLS). Optional with `--redis-sentinel`.
+    #[arg(long, env = "WSGATE_REDIS_URL", value_parser = parse_redis_url,
+          required_unless_present = "redis_sentinel")]
+    pub redis_url: Option<String>,
 
     #[command(flatten)]
     pub redis_mode: RedisModeArg,
+
+    #[command(flatten)]
+    pub redis_conn: RedisConnArgs,
 
     /// Target room (repeatable). None: every socket of the namespace.
     #[arg(long = "room")]

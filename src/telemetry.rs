@@ -124,6 +124,13 @@ labels! {
         Control = "control",
     }
 
+    /// Why a connected Redis subscriber session ended (it reconnects and subscribes again).
+    BackplaneDrop for "wsgate_backplane_disconnects_total" "reason" {
+        Closed = "closed",
+        PingTimeout = "ping_timeout",
+        Error = "error",
+    }
+
     /// Why a backplane message did not decode.
     DecodeErrorKind for "wsgate_backplane_decode_errors_total" "kind" {
         NotMsgpack = "not_msgpack",
@@ -362,6 +369,16 @@ fn describe() {
         "wsgate_drain_disconnects_total",
         "Clients disconnected by the drain after SIGTERM."
     );
+    describe_histogram!(
+        "wsgate_fanout_seconds",
+        Unit::Seconds,
+        "Time to queue one backplane message on every matching local socket."
+    );
+    describe_backplane();
+    describe_access();
+}
+
+fn describe_backplane() {
     describe_counter!(
         "wsgate_backplane_messages_total",
         "Messages received from the backplane by kind: broadcast, request, control (revocations)."
@@ -383,15 +400,13 @@ fn describe() {
         "Reconnection attempts of the Redis subscriber."
     );
     describe_counter!(
+        "wsgate_backplane_disconnects_total",
+        "Connected Redis subscriber sessions (one Redis or Sentinel's primary) that ended, by reason: closed (Redis closed it: CLIENT KILL, client-output-buffer-limit pubsub, restart, failover), ping_timeout, error; each is followed by a reconnect that subscribes every wanted channel again."
+    );
+    describe_counter!(
         "wsgate_backplane_resubscribes_total",
         "Shard channels a Redis Cluster node dropped (slot moved) that were subscribed again."
     );
-    describe_histogram!(
-        "wsgate_fanout_seconds",
-        Unit::Seconds,
-        "Time to queue one backplane message on every matching local socket."
-    );
-    describe_access();
 }
 
 /// The help texts of delivery latency, who may connect and what is refused or closed.

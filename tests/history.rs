@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use support::{redis::RedisServer, run_bounded};
 use wsgate::{
-    backplane::{Args, Broadcast, redis::pool, wire},
+    backplane::{Args, Broadcast, connect::Connector, pool::pool, wire},
     history::{History, HistoryConfig, Outcome, Position, Reason, keys, redis::RedisHistory},
     publish::Publisher,
 };
@@ -129,7 +129,12 @@ async fn reads_give_back_exactly_the_missed_updates_or_say_why_not() {
     run_bounded(LIMIT, async {
         let redis = RedisServer::start().await;
         let history = RedisHistory::new(
-            pool(&redis.url(), 2, Duration::from_secs(5)).unwrap(),
+            pool(
+                Connector::new(&redis.url(), &Default::default()).unwrap(),
+                2,
+                Duration::from_secs(5),
+            )
+            .unwrap(),
             cfg(3).unwrap(),
         );
         // A first join makes the epoch; the publisher then writes under it.

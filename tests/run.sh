@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages the tests need, each installed only when its command is missing:
-# redis-server (tests start their own on free ports), chromium (the browser tests drive it
+# redis-server (tests start their own on free ports; Debian builds it with TLS, and
+# `redis-server --sentinel` runs the sentinels of tests/production_redis.rs), chromium (the browser tests drive it
 # headless), promtool (prometheus: metrics and alert-rule checks), haproxy (the load
 # balancer in front of a local fleet).
 missing=()

@@ -15,12 +15,17 @@ use std::{
     time::Duration,
 };
 
-use deadpool_redis::redis::AsyncCommands;
 use futures_util::future::{BoxFuture, FutureExt};
 use moka::sync::Cache;
+use redis::AsyncCommands;
 
 use super::{Authorizer, answer};
-use crate::{auth::Identity, logs::LogLimiter, telemetry::AuthzLookup};
+use crate::{
+    auth::Identity,
+    backplane::{connect::Connector, pool},
+    logs::LogLimiter,
+    telemetry::AuthzLookup,
+};
 
 /// How long one Redis lookup may take before the join is denied.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -37,11 +42,14 @@ pub enum RedisPermissionsError {
     /// The pool cannot be built from the URL.
     #[error("--redis-url / WSGATE_REDIS_URL: {0}")]
     Pool(String),
+    /// The Redis settings (URL, TLS files, sentinels) are not usable.
+    #[error(transparent)]
+    Connect(#[from] crate::backplane::connect::ConnectError),
 }
 
 /// The Redis permission source and its cache.
 pub struct RedisPermissions {
-    pool: deadpool_redis::Pool,
+    pool: crate::backplane::pool::Pool,
     template: String,
     cache: Cache<Arc<str>, Arc<HashSet<String>>>,
     generation: Mutex<u64>,
@@ -57,10 +65,10 @@ impl std::fmt::Debug for RedisPermissions {
 }
 
 impl RedisPermissions {
-    /// A source reading `template` (with `{user}`) at `url`, caching up to `capacity`
-    /// users for `ttl` each.
+    /// A source reading `template` (with `{user}`) in the Redis `connector` reaches,
+    /// caching up to `capacity` users for `ttl` each.
     pub fn new(
-        url: &str,
+        connector: &Connector,
         template: &str,
         ttl: Duration,
         capacity: u64,
@@ -68,7 +76,7 @@ impl RedisPermissions {
         if !template.contains(USER_PLACEHOLDER) {
             return Err(RedisPermissionsError::Template(template.to_owned()));
         }
-        let pool = crate::backplane::redis::pool(url, 8, LOOKUP_TIMEOUT)
+        let pool = pool::pool(connector.clone(), 8, LOOKUP_TIMEOUT)
             .map_err(RedisPermissionsError::Pool)?;
         Ok(Self {
             pool,
@@ -161,17 +169,13 @@ mod tests {
 
     #[test]
     fn template_needs_the_placeholder() {
-        let e = RedisPermissions::new("redis://127.0.0.1:1", "perm", Duration::from_secs(1), 10)
+        let c = Connector::new("redis://127.0.0.1:1", &Default::default()).unwrap();
+        let e = RedisPermissions::new(&c, "perm", Duration::from_secs(1), 10)
             .unwrap_err()
             .to_string();
         assert!(e.contains("--perm-key-template"), "{e}");
-        let p = RedisPermissions::new(
-            "redis://127.0.0.1:1",
-            "wsgate:perm:{user}",
-            Duration::from_secs(1),
-            10,
-        )
-        .unwrap();
+        let p =
+            RedisPermissions::new(&c, "wsgate:perm:{user}", Duration::from_secs(1), 10).unwrap();
         assert_eq!(p.key("alice"), "wsgate:perm:alice");
     }
 }

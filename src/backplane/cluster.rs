@@ -77,10 +77,16 @@ pub fn seeds(urls: &str) -> Vec<String> {
         .collect()
 }
 
-fn builder(urls: &str) -> ClusterClientBuilder {
-    ClusterClientBuilder::new(seeds(urls))
+/// The cluster client's builder; `tls` is the CA / client certificate of `rediss://` seeds
+/// ([`super::connect::tls`]), `None` for the built-in roots or no TLS.
+fn builder(urls: &str, tls: Option<&redis::TlsCertificates>) -> ClusterClientBuilder {
+    let b = ClusterClientBuilder::new(seeds(urls))
         .connection_timeout(COMMAND_TIMEOUT)
-        .response_timeout(COMMAND_TIMEOUT)
+        .response_timeout(COMMAND_TIMEOUT);
+    match tls {
+        Some(certs) => b.certs(certs.clone()),
+        None => b,
+    }
 }
 
 /// Publishes broadcasts with `SPUBLISH` in the sharded adapter's format. Shared by the
@@ -103,10 +109,14 @@ impl std::fmt::Debug for ClusterPublisher {
 
 impl ClusterPublisher {
     /// A publisher for the cluster reached through the seeds in `urls` (comma-separated),
-    /// stamping its messages with `uid`.
-    pub fn new(urls: &str, uid: &str) -> Result<Self, BackplaneError> {
+    /// stamping its messages with `uid`; `tls` as for the engine.
+    pub fn new(
+        urls: &str,
+        uid: &str,
+        tls: Option<&redis::TlsCertificates>,
+    ) -> Result<Self, BackplaneError> {
         Ok(Self {
-            client: Arc::new(builder(urls).build()?),
+            client: Arc::new(builder(urls, tls).build()?),
             conn: Arc::new(OnceCell::new()),
             uid: uid.into(),
         })
@@ -199,11 +209,14 @@ impl ClusterBackplane {
     /// Start the subscriber task for the cluster reached through `urls` (seed nodes,
     /// comma-separated) and return the engine and the inbound channel. The task keeps
     /// retrying in the background; check [`Backplane::is_ready`].
-    pub fn start(urls: &str) -> Result<(Self, InboundRx, EngineTask), BackplaneError> {
+    pub fn start(
+        urls: &str,
+        tls: Option<&redis::TlsCertificates>,
+    ) -> Result<(Self, InboundRx, EngineTask), BackplaneError> {
         let uid = new_uid();
-        let publisher = ClusterPublisher::new(urls, &uid)?;
+        let publisher = ClusterPublisher::new(urls, &uid, tls)?;
         let (push_tx, push_rx) = mpsc::unbounded_channel::<PushInfo>();
-        let client = builder(urls)
+        let client = builder(urls, tls)
             .use_protocol(redis::ProtocolVersion::RESP3)
             .push_sender(push_tx)
             .build()?;

@@ -12,9 +12,11 @@
 //! the sharded adapter's format, [`sharded_wire`]).
 
 pub mod cluster;
+pub mod connect;
 pub mod control;
 mod inbound;
 pub mod memory;
+pub mod pool;
 pub mod position;
 pub mod redis;
 pub mod request;
@@ -101,9 +103,12 @@ pub enum BackplaneError {
     /// Redis refused or could not be reached.
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// The Redis settings (URL, TLS files, sentinels) are not usable.
+    #[error(transparent)]
+    Connect(#[from] connect::ConnectError),
     /// No connection could be taken from the publish pool.
     #[error("redis pool: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
+    Pool(#[from] pool::PoolError),
     /// The history publish script answered something unexpected.
     #[error("history publish: unexpected reply: {0}")]
     Reply(&'static str),

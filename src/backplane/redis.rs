@@ -4,8 +4,11 @@
 //! the order they were made, reads messages, decodes each once and hands it to the
 //! gateway through the inbound channel. When Redis goes away it marks the engine not
 //! ready, logs once, reconnects with capped exponential backoff and jitter, and subscribes
-//! again to every room that still has members. Publishing uses a separate pool
-//! (`deadpool-redis`), so a slow subscriber never delays a publish.
+//! again to every room that still has members. A subscriber Redis closes (`CLIENT KILL`,
+//! its `client-output-buffer-limit pubsub` passed, a Sentinel failover) is noticed when its
+//! stream ends and counted in `wsgate_backplane_disconnects_total{reason}`. Each connection
+//! is made by a [`Connector`] (TLS, ACL user, the primary Sentinel names now). Publishing
+//! uses a separate pool ([`super::pool`]), so a slow subscriber never delays a publish.
 
 use std::{
     collections::HashSet,
@@ -16,11 +19,13 @@ use std::{
     time::Duration,
 };
 
-use deadpool_redis::redis::AsyncCommands;
+use ::redis::AsyncCommands;
 use futures_util::{FutureExt, StreamExt, future::BoxFuture};
 use rand::Rng;
 use tokio::sync::mpsc;
 
+use super::connect::Connector;
+use super::pool::{self, Pool};
 use super::subscriptions::{Command, Commands, Subscriptions};
 use super::{
     BROADCAST_CHANNEL, Backplane, BackplaneError, Broadcast, CONTROL_CHANNEL, EngineTask, Inbound,
@@ -31,7 +36,7 @@ use super::{
     stream::{self, HistoryConfig},
     wire,
 };
-use crate::telemetry::DecodeErrorKind;
+use crate::telemetry::{BackplaneDrop, DecodeErrorKind};
 
 /// How often the subscriber checks that Redis still answers, and how long it waits.
 const PING_EVERY: Duration = Duration::from_secs(5);
@@ -40,43 +45,20 @@ const PING_TIMEOUT: Duration = Duration::from_secs(3);
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
-/// How long a pooled connection waits for a reply. The `redis` crate's default (500 ms) is
-/// shorter than a busy Redis or a loaded host answers a script in, and a timed-out call
-/// counts as Redis being unavailable (a session not resumed, a join answered without
-/// history).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A connection pool of `size` for `url`, waiting at most `timeout` for a connection.
-/// Shared by the publisher and the Redis permission source.
-pub fn pool(url: &str, size: usize, timeout: Duration) -> Result<deadpool_redis::Pool, String> {
-    let config = ::redis::AsyncConnectionConfig::new()
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_connection_timeout(Some(timeout));
-    let manager =
-        deadpool_redis::Manager::new_with_config(url, config).map_err(|e| e.to_string())?;
-    deadpool_redis::Pool::builder(manager)
-        .max_size(size)
-        .wait_timeout(Some(timeout))
-        .create_timeout(Some(timeout))
-        .runtime(deadpool_redis::Runtime::Tokio1)
-        .build()
-        .map_err(|e| e.to_string())
-}
-
 /// Publishes broadcasts in the emitter's wire format. Shared by the engine and by the
 /// `publish` library, so both send identical bytes.
 #[derive(Debug, Clone)]
 pub struct RedisPublisher {
-    pool: deadpool_redis::Pool,
+    pool: Pool,
     uid: Arc<str>,
     /// With history, one-room broadcasts go through the history script.
     history: Option<HistoryConfig>,
 }
 
 impl RedisPublisher {
-    /// A publisher that stamps its messages with `uid`.
-    pub fn new(url: &str, uid: &str) -> Result<Self, BackplaneError> {
-        let pool = pool(url, 8, Duration::from_secs(5)).map_err(|e| {
+    /// A publisher to the Redis `connector` reaches, stamping its messages with `uid`.
+    pub fn new(connector: &Connector, uid: &str) -> Result<Self, BackplaneError> {
+        let pool = pool::pool(connector.clone(), 8, Duration::from_secs(5)).map_err(|e| {
             BackplaneError::Redis(::redis::RedisError::from((
                 ::redis::ErrorKind::InvalidClientConfig,
                 "bad pool config",
@@ -98,7 +80,7 @@ impl RedisPublisher {
     }
 
     /// The connection pool (shared with the history reader).
-    pub fn pool(&self) -> &deadpool_redis::Pool {
+    pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
@@ -150,22 +132,21 @@ impl RedisBackplane {
     /// `history`, this replica's own one-room publishes go into their room's stream. The
     /// task keeps retrying in the background; check [`Backplane::is_ready`].
     pub fn start(
-        url: &str,
+        connector: &Connector,
         history: Option<HistoryConfig>,
     ) -> Result<(Self, InboundRx, EngineTask), BackplaneError> {
-        let client = ::redis::Client::open(url)?;
         let uid = new_uid();
-        let publisher = RedisPublisher::new(url, &uid)?.with_history(history);
+        let publisher = RedisPublisher::new(connector, &uid)?.with_history(history);
         let (tx, rx) = mpsc::channel(super::INBOUND_CAPACITY);
         let (ctx, crx) = Subscriptions::channel();
         let ready = Arc::new(AtomicBool::new(false));
         let sub = Subscriber {
-            client,
+            connector: connector.clone(),
             receiver: Receiver::new(uid.clone(), tx.clone()),
             ready: ready.clone(),
             rooms: HashSet::new(),
         };
-        tracing::info!(uid = %uid, "redis backplane starting");
+        tracing::info!(uid = %uid, redis = %connector.describe(), "redis backplane starting");
         Ok((
             Self {
                 commands: ctx,
@@ -181,7 +162,7 @@ impl RedisBackplane {
 
 impl RedisBackplane {
     /// The publish pool, shared with readers of the fleet's Redis (room history).
-    pub fn pool(&self) -> &deadpool_redis::Pool {
+    pub fn pool(&self) -> &Pool {
         self.publisher.pool()
     }
 }
@@ -221,7 +202,7 @@ impl Backplane for RedisBackplane {
 }
 
 struct Subscriber {
-    client: ::redis::Client,
+    connector: Connector,
     receiver: Receiver,
     ready: Arc<AtomicBool>,
     /// Room channels with local members: what to subscribe to again after a reconnect.
@@ -234,6 +215,8 @@ enum End {
     Shutdown,
     /// The connection failed: reconnect.
     Lost(String),
+    /// A connected session ended: count why, then reconnect.
+    Dropped(BackplaneDrop, String),
 }
 
 impl Subscriber {
@@ -241,22 +224,25 @@ impl Subscriber {
         let mut delay = BACKOFF_FIRST;
         let mut down_since_logged = false;
         loop {
-            match self.session(&mut commands).await {
+            let why = match self.session(&mut commands).await {
                 End::Shutdown => return,
-                End::Lost(why) => {
-                    if self.ready.swap(false, Ordering::Relaxed) {
-                        // It was up: a new outage, logged once more.
-                        delay = BACKOFF_FIRST;
-                        down_since_logged = false;
-                        metrics::gauge!("wsgate_backplane_connected").set(0.0);
-                    }
-                    if !down_since_logged {
-                        tracing::warn!(error = %why, "redis backplane down; serving local clients, reconnecting");
-                        down_since_logged = true;
-                    } else {
-                        tracing::debug!(error = %why, "redis reconnect attempt failed");
-                    }
+                End::Lost(why) => why,
+                End::Dropped(reason, why) => {
+                    reason.count();
+                    why
                 }
+            };
+            if self.ready.swap(false, Ordering::Relaxed) {
+                // It was up: a new outage, logged once more.
+                delay = BACKOFF_FIRST;
+                down_since_logged = false;
+                metrics::gauge!("wsgate_backplane_connected").set(0.0);
+            }
+            if !down_since_logged {
+                tracing::warn!(error = %why, redis = %self.connector.describe(), "redis backplane down; serving local clients, reconnecting");
+                down_since_logged = true;
+            } else {
+                tracing::debug!(error = %why, "redis reconnect attempt failed");
             }
             // While waiting, keep taking commands so joins and leaves never block.
             let jitter = rand::rng().random_range(0.5..1.0);
@@ -272,15 +258,15 @@ impl Subscriber {
                     }
                 }
             }
-            delay = (delay * 2).min(BACKOFF_CAP);
+            delay = (delay * 2).min(self.connector.backoff_cap(BACKOFF_CAP));
             metrics::counter!("wsgate_backplane_reconnects_total").increment(1);
         }
     }
 
     /// One connection's life: connect, subscribe, then serve messages and commands.
     async fn session(&mut self, commands: &mut Commands) -> End {
-        let pubsub = match tokio::time::timeout(PING_TIMEOUT, self.client.get_async_pubsub()).await
-        {
+        let connect = async { self.connector.client().await?.get_async_pubsub().await };
+        let pubsub = match tokio::time::timeout(PING_TIMEOUT, connect).await {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => return End::Lost(e.to_string()),
             Err(_) => return End::Lost("connect timed out".into()),
@@ -309,7 +295,7 @@ impl Subscriber {
             tokio::select! {
                 msg = stream.next() => match msg {
                     Some(msg) => self.on_message(&msg).await,
-                    None => return End::Lost("connection closed".into()),
+                    None => return End::Dropped(BackplaneDrop::Closed, "redis closed the subscriber connection".into()),
                 },
                 cmd = commands.recv() => {
                     let result = match cmd {
@@ -325,14 +311,14 @@ impl Subscriber {
                     };
                     metrics::gauge!("wsgate_backplane_subscriptions").set(self.rooms.len() as f64);
                     if let Err(e) = result {
-                        return End::Lost(e.to_string());
+                        return End::Dropped(BackplaneDrop::Error, e.to_string());
                     }
                 }
                 _ = ping.tick() => {
                     match tokio::time::timeout(PING_TIMEOUT, sink.ping::<::redis::Value>()).await {
                         Ok(Ok(_)) => {}
-                        Ok(Err(e)) => return End::Lost(e.to_string()),
-                        Err(_) => return End::Lost("ping timed out".into()),
+                        Ok(Err(e)) => return End::Dropped(BackplaneDrop::Error, e.to_string()),
+                        Err(_) => return End::Dropped(BackplaneDrop::PingTimeout, "ping timed out".into()),
                     }
                 }
             }

@@ -19,7 +19,8 @@ use serde_json::json;
 
 use crate::{
     backplane::{
-        Args, BackplaneError, Broadcast, cluster::ClusterPublisher, redis::RedisPublisher,
+        Args, BackplaneError, Broadcast, cluster::ClusterPublisher, connect::Connector,
+        redis::RedisPublisher,
     },
     config::RedisMode,
     config::{BenchConfig, BenchMode},
@@ -268,8 +269,11 @@ impl BenchPublisher {
     fn new(url: &str, mode: RedisMode) -> Result<Self, BackplaneError> {
         let uid = crate::publish::EMITTER_UID;
         Ok(match mode {
-            RedisMode::Standalone => Self::Single(RedisPublisher::new(url, uid)?),
-            RedisMode::Cluster => Self::Cluster(ClusterPublisher::new(url, uid)?),
+            RedisMode::Standalone => Self::Single(RedisPublisher::new(
+                &Connector::new(url, &Default::default())?,
+                uid,
+            )?),
+            RedisMode::Cluster => Self::Cluster(ClusterPublisher::new(url, uid, None)?),
         })
     }
 

@@ -72,7 +72,7 @@ pub enum HistoryError {
     Redis(#[from] ::redis::RedisError),
     /// No connection could be taken from the pool.
     #[error("redis pool: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
+    Pool(#[from] crate::backplane::pool::PoolError),
     /// The script answered something unexpected.
     #[error("unexpected reply: {0}")]
     Reply(&'static str),

@@ -53,13 +53,13 @@ fn entry(v: &Value) -> Option<(Offset, Vec<u8>)> {
 
 /// Room history in Redis, read by the gateway when a client rejoins.
 pub struct RedisHistory {
-    pool: deadpool_redis::Pool,
+    pool: crate::backplane::pool::Pool,
     cfg: HistoryConfig,
 }
 
 impl RedisHistory {
     /// History of the fleet at `pool`, bounded as `cfg` says.
-    pub fn new(pool: deadpool_redis::Pool, cfg: HistoryConfig) -> Self {
+    pub fn new(pool: crate::backplane::pool::Pool, cfg: HistoryConfig) -> Self {
         Self { pool, cfg }
     }
 }

@@ -166,7 +166,7 @@ fn millis(d: Duration) -> u64 {
 
 /// Sessions in the fleet's (standalone) Redis.
 pub struct RedisSessions {
-    pool: deadpool_redis::Pool,
+    pool: crate::backplane::pool::Pool,
     /// How long a session outlives its socket (`--connection-state-recovery`).
     away: Duration,
     /// How long a connected socket's session lives between two [`SessionStore::keep`]s.
@@ -176,7 +176,7 @@ pub struct RedisSessions {
 impl RedisSessions {
     /// Sessions kept `away` after their socket disconnected; connected ones are kept for
     /// `alive` after each write or keep.
-    pub fn new(pool: deadpool_redis::Pool, away: Duration, alive: Duration) -> Self {
+    pub fn new(pool: crate::backplane::pool::Pool, away: Duration, alive: Duration) -> Self {
         Self { pool, away, alive }
     }
 }

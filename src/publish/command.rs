@@ -51,7 +51,11 @@ fn broadcasts(cfg: &PublishConfig) -> Result<Vec<Broadcast>, PublishError> {
 /// Run `wsgate publish`. Fails on the first publish Redis refuses.
 pub async fn run(cfg: PublishConfig) -> Result<(), PublishError> {
     let mut batch = broadcasts(&cfg)?;
-    let publisher = Publisher::with_mode(&cfg.redis_url, cfg.redis_mode)?
+    let url = cfg
+        .redis_conn
+        .url(cfg.redis_url.as_deref())
+        .ok_or_else(|| PublishError::Input("--redis-url / WSGATE_REDIS_URL is needed".into()))?;
+    let publisher = Publisher::with_settings(&url, cfg.redis_mode, &cfg.redis_conn)?
         .with_history(cfg.history.config())?
         .with_max_message_size(usize::try_from(cfg.max_message_size).unwrap_or(usize::MAX));
     let mut ticker = cfg.every.map(|d| {

@@ -2,11 +2,12 @@
 //! emitter's format) or a Redis Cluster (sharded pub/sub, the sharded adapter's format).
 
 use crate::{
+    backplane::connect::{self, Connector},
     backplane::{
         BackplaneError, Broadcast, CONTROL_CHANNEL, cluster::ClusterPublisher,
         redis::RedisPublisher,
     },
-    config::{RedisMode, RedisModeArg},
+    config::{RedisConnArgs, RedisMode, RedisModeArg},
 };
 
 use super::{EMITTER_UID, PublishError};
@@ -21,12 +22,27 @@ pub(crate) enum Engine {
 }
 
 impl Engine {
-    /// The engine for `url` in `mode` (a cluster takes comma-separated seeds).
-    pub(crate) fn new(url: &str, mode: RedisModeArg) -> Result<Self, PublishError> {
+    /// The engine for `url` in `mode` (a cluster takes comma-separated seeds), connected
+    /// as `conn` says (TLS, Sentinel).
+    pub(crate) fn new(
+        url: &str,
+        mode: RedisModeArg,
+        conn: &RedisConnArgs,
+    ) -> Result<Self, PublishError> {
         mode.check(url).map_err(PublishError::Input)?;
+        conn.fits(mode.mode).map_err(PublishError::Input)?;
+        let settings = conn.settings();
+        let tls = |e: connect::ConnectError| PublishError::Input(e.to_string());
         Ok(match mode.mode {
-            RedisMode::Standalone => Engine::Single(RedisPublisher::new(url, EMITTER_UID)?),
-            RedisMode::Cluster => Engine::Cluster(ClusterPublisher::new(url, EMITTER_UID)?),
+            RedisMode::Standalone => Engine::Single(RedisPublisher::new(
+                &Connector::new(url, &settings).map_err(tls)?,
+                EMITTER_UID,
+            )?),
+            RedisMode::Cluster => Engine::Cluster(ClusterPublisher::new(
+                url,
+                EMITTER_UID,
+                connect::tls(url, &settings).map_err(tls)?.as_ref(),
+            )?),
         })
     }
 

@@ -12,7 +12,7 @@ pub use command::run;
 
 use crate::{
     backplane::{Args, BackplaneError, Broadcast, channel_for, wire},
-    config::{RedisMode, RedisModeArg},
+    config::{RedisConnArgs, RedisMode, RedisModeArg},
 };
 use engine::Engine;
 
@@ -79,8 +79,18 @@ impl Publisher {
 
     /// A publisher for `redis_url` in the given `--redis-mode`.
     pub fn with_mode(redis_url: &str, mode: RedisModeArg) -> Result<Self, PublishError> {
+        Self::with_settings(redis_url, mode, &RedisConnArgs::default())
+    }
+
+    /// A publisher for `redis_url` in `mode`, with the TLS and Sentinel settings of `conn`
+    /// (`--redis-ca-file`, `--redis-sentinel`, ...).
+    pub fn with_settings(
+        redis_url: &str,
+        mode: RedisModeArg,
+        conn: &RedisConnArgs,
+    ) -> Result<Self, PublishError> {
         Ok(Self {
-            inner: Engine::new(redis_url, mode)?,
+            inner: Engine::new(redis_url, mode, conn)?,
             max_size: DEFAULT_MAX_MESSAGE_SIZE,
         })
     }

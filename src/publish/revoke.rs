@@ -25,7 +25,11 @@ impl Publisher {
 
 /// `wsgate revoke`: publish one revocation and print how many replicas received it.
 pub async fn run(cfg: RevokeConfig) -> Result<(), PublishError> {
-    let publisher = Publisher::with_mode(&cfg.redis_url, cfg.redis_mode)?;
+    let url = cfg
+        .redis_conn
+        .url(cfg.redis_url.as_deref())
+        .ok_or_else(|| PublishError::Input("--redis-url / WSGATE_REDIS_URL is needed".into()))?;
+    let publisher = Publisher::with_settings(&url, cfg.redis_mode, &cfg.redis_conn)?;
     let n = publisher.revoke(&cfg.user, cfg.project.as_deref()).await?;
     println!(
         "revoked user={} project={} replicas={n}",

@@ -15,8 +15,11 @@ use time::OffsetDateTime;
 use crate::{
     access::{self, AccessError},
     backplane::{
-        Backplane, BackplaneError, EngineTask, InboundRx, cluster::ClusterBackplane,
-        memory::MemoryBackplane, redis::RedisBackplane,
+        Backplane, BackplaneError, EngineTask, InboundRx,
+        cluster::ClusterBackplane,
+        connect::{self, Connector},
+        memory::MemoryBackplane,
+        redis::RedisBackplane,
     },
     config::{Fleet, ServeConfig, SlowConsumer},
     gateway::{self, Gateway, Limits},
@@ -41,6 +44,9 @@ pub enum ServeError {
     /// The Redis URL is unusable.
     #[error("--redis-url / WSGATE_REDIS_URL: {0}")]
     Backplane(#[from] BackplaneError),
+    /// A Redis TLS file or Sentinel setting is unusable (the message names it).
+    #[error(transparent)]
+    Connect(#[from] connect::ConnectError),
     /// The listen address cannot be bound.
     #[error("--listen / WSGATE_LISTEN: cannot listen on {addr}: {source}")]
     Listen {
@@ -119,19 +125,7 @@ pub async fn run(
         access.limits,
         fleet.history,
     );
-    let gateway = match fleet.sessions {
-        Some((store, keep_every)) => {
-            gateway.with_connection_state_recovery(gateway::resume::Csr::new(store, keep_every))
-        }
-        None => gateway,
-    };
-    gateway.attach(&io);
-    if gateway.has_connection_state_recovery() {
-        tasks.spawn(
-            "sessions",
-            gateway::resume::keep_alive(gateway.clone(), io.clone()),
-        );
-    }
+    let gateway = with_recovery(gateway, fleet.sessions, &io, &mut tasks);
     tasks.spawn(
         "delivery",
         gateway::deliver(
@@ -187,6 +181,30 @@ pub async fn run(
     Ok(())
 }
 
+/// Turn stock connection-state recovery on when `sessions` says it is, attach the
+/// gateway to `io`, and keep the sessions alive in a supervised task.
+fn with_recovery(
+    gateway: Arc<gateway::Gateway>,
+    sessions: Option<(Arc<dyn SessionStore>, Duration)>,
+    io: &gateway::Io,
+    tasks: &mut Tasks,
+) -> Arc<gateway::Gateway> {
+    let gateway = match sessions {
+        Some((store, keep_every)) => {
+            gateway.with_connection_state_recovery(gateway::resume::Csr::new(store, keep_every))
+        }
+        None => gateway,
+    };
+    gateway.attach(io);
+    if gateway.has_connection_state_recovery() {
+        tasks.spawn(
+            "sessions",
+            gateway::resume::keep_alive(gateway.clone(), io.clone()),
+        );
+    }
+    gateway
+}
+
 /// The running backplane and what the gateway reads from it.
 struct Backend {
     backplane: Arc<dyn Backplane>,
@@ -198,9 +216,13 @@ struct Backend {
 
 /// Start the engine the settings name; its subscriber task joins `tasks`.
 fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, ServeError> {
+    cfg.redis_conn
+        .fits(cfg.redis_mode.mode)
+        .map_err(ServeError::Config)?;
+    let url = cfg.redis_conn.url(cfg.redis_url.as_deref());
     let fleet = cfg
         .redis_mode
-        .fleet(cfg.redis_url.as_deref(), cfg.history.config())
+        .fleet(url.as_deref(), cfg.history.config())
         .map_err(ServeError::Config)?;
     let mut sessions = None;
     let (backplane, inbound, history, task): (Arc<dyn Backplane>, _, Arc<dyn History>, _) =
@@ -212,7 +234,8 @@ fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, Serv
                 (Arc::new(b), rx, Arc::new(Unavailable), None)
             }
             Fleet::Standalone { url, history } => {
-                let (b, rx, task) = RedisBackplane::start(&url, history)?;
+                let connector = Connector::new(&url, &cfg.redis_conn.settings())?;
+                let (b, rx, task) = RedisBackplane::start(&connector, history)?;
                 let history_cfg = history;
                 let history: Arc<dyn History> = match history {
                     Some(h) => Arc::new(RedisHistory::new(b.pool().clone(), h)),
@@ -224,7 +247,8 @@ fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, Serv
                 (Arc::new(b), rx, history, Some(task))
             }
             Fleet::Cluster { seeds } => {
-                let (b, rx, task) = ClusterBackplane::start(&seeds)?;
+                let tls = connect::tls(&seeds, &cfg.redis_conn.settings())?;
+                let (b, rx, task) = ClusterBackplane::start(&seeds, tls.as_ref())?;
                 (Arc::new(b), rx, Arc::new(Unavailable), Some(task))
             }
         };
@@ -242,7 +266,7 @@ fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, Serv
 /// Stock recovery's session store: a session lives `away` after its socket left; a
 /// connected socket's is kept alive twice per `keep_every` (at most 30 s apart).
 fn session_store(
-    pool: deadpool_redis::Pool,
+    pool: crate::backplane::pool::Pool,
     away: Duration,
     history: crate::history::HistoryConfig,
 ) -> (Arc<dyn SessionStore>, Duration) {
@@ -304,7 +328,8 @@ async fn listen(cfg: &ServeConfig) -> Result<tokio::net::TcpListener, ServeError
     let _ = writeln!(out, "WSGATE_LISTENING={local}");
     let _ = out.flush();
     drop(out);
-    tracing::info!(addr = %local, redis = cfg.redis_url.is_some(), "wsgate listening");
+    let redis = cfg.redis_url.is_some() || cfg.redis_conn.sentinel();
+    tracing::info!(addr = %local, redis, "wsgate listening");
     if cfg.demo_page_enabled() {
         let host = if local.ip().is_unspecified() {
             format!("localhost:{}", local.port())

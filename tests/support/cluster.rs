@@ -13,14 +13,28 @@ use super::redis::{Resp, resp_command};
 
 /// One `redis-server --cluster-enabled yes`.
 pub struct Node {
+    /// The plain port, which the harness's commands use.
     pub port: u16,
+    /// With TLS, the port the cluster announces (its bus port is this + 10000).
+    pub tls_port: Option<u16>,
     child: Option<Child>,
+}
+
+impl Node {
+    /// The port clients are sent to (`CLUSTER SLOTS`, `MOVED`).
+    fn announced(&self) -> u16 {
+        self.tls_port.unwrap_or(self.port)
+    }
 }
 
 /// The cluster and where its files are.
 pub struct RedisCluster {
     pub nodes: Vec<Node>,
     dir: PathBuf,
+    /// `redis-server` arguments of a TLS cluster (certificates; see `start_tls`).
+    tls: Vec<String>,
+    /// The CA file `redis-cli` checks the nodes with, for a TLS cluster.
+    ca: Option<PathBuf>,
 }
 
 /// A port P where both P and its cluster bus port P + 10000 are free.
@@ -51,6 +65,17 @@ impl RedisCluster {
     /// Starts 6 nodes and joins them into 3 shards of a primary and a replica, with a
     /// node timeout of 1 s so that a failover takes about 2-3 s. Panics after 30 s.
     pub async fn start() -> RedisCluster {
+        Self::start_with(Vec::new(), None).await
+    }
+
+    /// The same cluster with TLS between clients and nodes and between nodes
+    /// (`tls-cluster`, `tls-replication`); every node keeps a plain port for the harness.
+    /// `cert_args` name the server certificate, key and CA (`--tls-cert-file ...`).
+    pub async fn start_tls(cert_args: Vec<String>, ca: PathBuf) -> RedisCluster {
+        Self::start_with(cert_args, Some(ca)).await
+    }
+
+    async fn start_with(tls: Vec<String>, ca: Option<PathBuf>) -> RedisCluster {
         let dir = std::env::temp_dir().join(format!(
             "wsgate-cluster-{}-{}",
             std::process::id(),
@@ -60,12 +85,19 @@ impl RedisCluster {
         let mut c = RedisCluster {
             nodes: Vec::new(),
             dir,
+            tls,
+            ca,
         };
         for _ in 0..6 {
-            let port = free_cluster_port();
-            let child = c.spawn(port);
+            let (port, tls_port) = if c.ca.is_some() {
+                (super::free_port(), Some(free_cluster_port()))
+            } else {
+                (free_cluster_port(), None)
+            };
+            let child = c.spawn(port, tls_port);
             c.nodes.push(Node {
                 port,
+                tls_port,
                 child: Some(child),
             });
         }
@@ -73,9 +105,12 @@ impl RedisCluster {
             wait_ping(n.port).await;
         }
         let mut create = Command::new("redis-cli");
+        if let Some(ca) = &c.ca {
+            create.arg("--tls").arg("--cacert").arg(ca);
+        }
         create.arg("--cluster").arg("create");
         for n in &c.nodes {
-            create.arg(format!("127.0.0.1:{}", n.port));
+            create.arg(format!("127.0.0.1:{}", n.announced()));
         }
         create
             .args(["--cluster-replicas", "1", "--cluster-yes"])
@@ -116,9 +151,15 @@ impl RedisCluster {
         }
     }
 
-    fn spawn(&self, port: u16) -> Child {
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+    fn spawn(&self, port: u16, tls_port: Option<u16>) -> Child {
+        let mut cmd = Command::new("redis-server");
+        if let Some(tls) = tls_port {
+            cmd.args(["--tls-port", &tls.to_string()])
+                .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
+                .args(["--tls-auth-clients", "no"])
+                .args(&self.tls);
+        }
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
             .arg("--cluster-config-file")
             .arg(self.dir.join(format!("nodes-{port}.conf")))
@@ -144,9 +185,10 @@ impl RedisCluster {
 
     /// Seed URLs for `--redis-url` in cluster mode (all nodes, comma-separated).
     pub fn seeds(&self) -> String {
+        let scheme = if self.ca.is_some() { "rediss" } else { "redis" };
         self.nodes
             .iter()
-            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .map(|n| format!("{scheme}://127.0.0.1:{}", n.announced()))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -267,6 +309,12 @@ impl RedisCluster {
         let deadline = Instant::now() + within;
         loop {
             let live = self.live_ports();
+            let announced: Vec<u16> = self
+                .nodes
+                .iter()
+                .filter(|n| n.child.is_some())
+                .map(Node::announced)
+                .collect();
             let mut ok = true;
             for &p in &live {
                 let state = match command(p, &["CLUSTER", "INFO"]).await {
@@ -279,7 +327,9 @@ impl RedisCluster {
                 }
                 let slots = self.slots_on(p).await;
                 let covered: i64 = slots.iter().map(|r| r.last - r.first + 1).sum();
-                if covered != 16384 || slots.iter().any(|r| !live.contains(&r.primary)) {
+                // A TLS node names its TLS or its plain port, as the asking connection is.
+                let known = |p: &u16| live.contains(p) || announced.contains(p);
+                if covered != 16384 || slots.iter().any(|r| !known(&r.primary)) {
                     ok = false;
                     break;
                 }

@@ -18,6 +18,7 @@
 pub mod client;
 pub mod cluster;
 pub mod redis;
+pub mod tls;
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -142,16 +142,102 @@ pub async fn resp_command(port: u16, args: &[&[u8]]) -> std::io::Result<Resp> {
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    kind: Kind,
+    /// Further `redis-server` arguments (ACLs, buffer limits, `--replicaof`, TLS).
+    extra: Vec<String>,
+}
+
+/// What a [`RedisServer`] runs as, which decides how it is started and probed.
+#[derive(Clone)]
+enum Kind {
+    /// A plain port, probed with PING.
+    Plain,
+    /// TLS only (`port` is the TLS port), probed by a TCP connect.
+    Tls,
+    /// A sentinel with this configuration file (it rewrites the file), probed with PING.
+    Sentinel(std::path::PathBuf),
 }
 
 impl RedisServer {
     /// Starts a fresh server on a free port and waits until it answers PING.
     pub async fn start() -> RedisServer {
+        Self::start_with(&[]).await
+    }
+
+    /// [`start`](Self::start) with further `redis-server` arguments, e.g.
+    /// `["--client-output-buffer-limit", "pubsub 64kb 0 0"]`.
+    pub async fn start_with(extra: &[&str]) -> RedisServer {
+        Self::launch(
+            free_port(),
+            Kind::Plain,
+            extra.iter().map(|s| s.to_string()).collect(),
+        )
+        .await
+    }
+
+    /// A TLS-only server: `args_for(port)` gives its TLS arguments (see
+    /// `support::tls::TestPki::redis_args`). Commands of this harness do not speak TLS.
+    pub async fn start_tls(args_for: impl Fn(u16) -> Vec<String>) -> RedisServer {
         let port = free_port();
+        Self::launch(port, Kind::Tls, args_for(port)).await
+    }
+
+    /// A sentinel (`redis-server --sentinel`) watching the primary at `primary_port` under
+    /// `name`, with a quorum of `quorum` and a short down-after time (`down_after_ms`);
+    /// `extra` are further arguments (e.g. a TLS port). Its plain port is probed and
+    /// commanded.
+    pub async fn start_sentinel(
+        name: &str,
+        primary_port: u16,
+        quorum: u32,
+        down_after_ms: u64,
+        extra: Vec<String>,
+    ) -> RedisServer {
+        let port = free_port();
+        let conf = std::env::temp_dir().join(format!(
+            "wsgate-sentinel-{port}-{}.conf",
+            std::process::id()
+        ));
+        std::fs::write(
+            &conf,
+            format!(
+                "sentinel monitor {name} 127.0.0.1 {primary_port} {quorum}\n\
+                 sentinel down-after-milliseconds {name} {down_after_ms}\n\
+                 sentinel failover-timeout {name} 10000\n\
+                 sentinel parallel-syncs {name} 1\n"
+            ),
+        )
+        .expect("write sentinel.conf");
+        Self::launch(port, Kind::Sentinel(conf), extra).await
+    }
+
+    async fn launch(port: u16, kind: Kind, extra: Vec<String>) -> RedisServer {
         assert_ne!(port, 6379, "the shared Redis on 6379 must never be used");
-        let mut r = RedisServer { port, child: None };
+        let mut r = RedisServer {
+            port,
+            child: None,
+            kind,
+            extra,
+        };
         r.spawn().await;
         r
+    }
+
+    /// Whether the server answers, by the probe its kind allows.
+    async fn probe(&self) -> Result<(), String> {
+        match self.kind {
+            Kind::Tls => tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Kind::Plain | Kind::Sentinel(_) => match resp_command(self.port, &[b"PING"]).await {
+                Ok(Resp::Simple(s)) if s == "PONG" => Ok(()),
+                // Up, with a password (`--requirepass`).
+                Ok(Resp::Error(e)) if e.starts_with("NOAUTH") => Ok(()),
+                Ok(other) => Err(format!("PING answered {other:?}")),
+                Err(e) => Err(e.to_string()),
+            },
+        }
     }
 
     /// `redis://127.0.0.1:PORT`
@@ -165,17 +251,24 @@ impl RedisServer {
         // The port may still be held for a moment after a kill: retry for a few seconds.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let mut child = Command::new("redis-server")
-                .arg("--port")
-                .arg(self.port.to_string())
+            let mut cmd = Command::new("redis-server");
+            match &self.kind {
+                Kind::Sentinel(conf) => {
+                    cmd.arg(conf).arg("--sentinel");
+                }
+                Kind::Plain | Kind::Tls => {
+                    cmd.arg("--save").arg("").arg("--appendonly").arg("no");
+                }
+            }
+            if !matches!(self.kind, Kind::Tls) {
+                cmd.arg("--port").arg(self.port.to_string());
+            }
+            let mut child = cmd
                 .arg("--bind")
                 .arg("127.0.0.1")
-                .arg("--save")
-                .arg("")
-                .arg("--appendonly")
-                .arg("no")
                 .arg("--dir")
                 .arg(&dir)
+                .args(&self.extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -189,13 +282,12 @@ impl RedisServer {
                     last_err = format!("redis-server exited with {status}");
                     break;
                 }
-                match resp_command(self.port, &[b"PING"]).await {
-                    Ok(Resp::Simple(s)) if s == "PONG" => {
+                match self.probe().await {
+                    Ok(()) => {
                         self.child = Some(child);
                         return;
                     }
-                    Ok(other) => last_err = format!("PING answered {other:?}"),
-                    Err(e) => last_err = e.to_string(),
+                    Err(e) => last_err = e,
                 }
                 if Instant::now() >= ping_deadline {
                     break;
@@ -219,7 +311,7 @@ impl RedisServer {
             let _ = c.kill().await;
         }
         let deadline = Instant::now() + Duration::from_secs(5);
-        while resp_command(self.port, &[b"PING"]).await.is_ok() {
+        while self.probe().await.is_ok() {
             assert!(
                 Instant::now() < deadline,
                 "redis on {} still answers after kill",
@@ -309,6 +401,9 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         if let Some(c) = self.child.as_mut() {
             let _ = c.start_kill();
+        }
+        if let Kind::Sentinel(conf) = &self.kind {
+            let _ = std::fs::remove_file(conf);
         }
     }
 }

@@ -104,7 +104,7 @@ pub(crate) fn text(v: &Value) -> Option<String> {
 /// Run the publish script for `channel` with `prefix` (see [`super::wire::encode_open`]).
 /// Returns how many subscribers received it and its position.
 pub async fn publish(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut super::pool::Connection,
     cfg: &HistoryConfig,
     channel: &str,
     prefix: &[u8],
