@@ -408,66 +408,73 @@ function fleetArgs(redis, csr, extra = []) {
     '--drain-window', '1500ms', '--drain-deadline', '4s', '--ping-interval', '10s', '--ping-timeout', '5s', ...extra];
 }
 
+/**
+ * Redis, 3 replicas with recovery (30 s) and haproxy in front, for one describe block:
+ * started before its tests, torn down after them (with the clients the tests left in
+ * `f.clients`).
+ */
+function fleetOf3() {
+  const f = { redis: null, lb: null, replicas: [], clients: [] };
+  before(async () => {
+    requireFeature();
+    f.redis = await startRedis();
+    const ports = await Promise.all([freePort(), freePort(), freePort()]);
+    f.replicas = await Promise.all(ports.map((port) => startReplica([...fleetArgs(f.redis, '30s'), ...identity], { port })));
+    f.lb = await startHaproxy(ports);
+  });
+  after(async () => {
+    for (const c of f.clients) c.close();
+    await f.lb?.stop();
+    for (const r of f.replicas) await r.kill();
+    await f.redis?.stop();
+  });
+  return f;
+}
+
 // ===========================================================================
 
 const N = Number(process.env.WSGATE_CSR_CLIENTS ?? 500);
 
 describe('(a) rolling SIGTERM-and-restart of 3 replicas behind haproxy', () => {
   const PER_ROOM = 480; // 40 updates/s per room, 200/s over 5 rooms, for 12 s
-  let redis;
-  let lb;
-  let replicas = [];
-  let clients = [];
-  before(async () => {
-    requireFeature();
-    redis = await startRedis();
-    const ports = await Promise.all([freePort(), freePort(), freePort()]);
-    replicas = await Promise.all(ports.map((port) => startReplica([...fleetArgs(redis, '30s'), ...identity], { port })));
-    lb = await startHaproxy(ports);
-  });
-  after(async () => {
-    for (const c of clients) c.close();
-    await lb?.stop();
-    for (const r of replicas) await r.kill();
-    await redis?.stop();
-  });
+  const f = fleetOf3();
 
   test(`${N} stock clients, 200 updates/s over 5 rooms: every update once, in order; recovered after every reconnection`, { timeout: 100000 }, async (t) => {
     const t0 = Date.now();
-    clients = await connectInWaves(lb.url, N);
-    assert.ok(await waitFor(() => clients.every((c) => c.live()), 30000),
-      `all connected and joined: ${clients.filter((c) => !c.live()).length} not; e.g. ${describeClient(clients.find((c) => !c.live()) ?? clients[0])}`);
+    f.clients = await connectInWaves(f.lb.url, N);
+    assert.ok(await waitFor(() => f.clients.every((c) => c.live()), 30000),
+      `all connected and joined: ${f.clients.filter((c) => !c.live()).length} not; e.g. ${describeClient(f.clients.find((c) => !c.live()) ?? f.clients[0])}`);
     t.diagnostic(`${N} clients live in ${Date.now() - t0} ms`);
 
-    const args = [...fleetArgs(redis, '30s'), ...identity];
-    const publishing = publishAll(redis.url, ROOMS, { count: PER_ROOM });
+    const args = [...fleetArgs(f.redis, '30s'), ...identity];
+    const publishing = publishAll(f.redis.url, ROOMS, { count: PER_ROOM });
     const scraped = [];
     await sleep(1000);
-    for (let i = 0; i < replicas.length; i++) {
-      const old = replicas[i];
+    for (let i = 0; i < f.replicas.length; i++) {
+      const old = f.replicas[i];
       scraped.push(await recoveries(old.url));
       const signalled = Date.now();
       old.child.kill('SIGTERM');
       const exit = await Promise.race([old.exited, sleep(10000).then(() => null)]);
       assert.ok(exit, `replica ${i} still running 10 s after SIGTERM`);
       assert.equal(exit.code, 0, `replica ${i} exit (signal ${exit.signal}); stderr:\n${old.stderr().slice(-3000)}`);
-      replicas[i] = await startReplica(args, { port: old.port });
-      t.diagnostic(`replica ${i}: drained in ${exit.at - signalled} ms; live clients ${clients.filter((c) => c.live()).length}/${N}`);
+      f.replicas[i] = await startReplica(args, { port: old.port });
+      t.diagnostic(`replica ${i}: drained in ${exit.at - signalled} ms; live clients ${f.clients.filter((c) => c.live()).length}/${N}`);
       await sleep(1500); // haproxy sees it up again (rise 2 x 300 ms) before the next one goes
     }
     await publishing;
     const published = Date.now();
-    const done = await waitFor(() => clients.every((c) => c.rooms.every((r) => c.got[r].length >= PER_ROOM)), 20000);
+    const done = await waitFor(() => f.clients.every((c) => c.rooms.every((r) => c.got[r].length >= PER_ROOM)), 20000);
     await sleep(500); // duplicates, if any, show up
-    scraped.push(...await Promise.all(replicas.map((r) => recoveries(r.url))));
+    scraped.push(...await Promise.all(f.replicas.map((r) => recoveries(r.url))));
     const metrics = addUp(scraped);
 
-    const counts = numberUpdates(clients);
-    const { report, problems } = checkClients(clients, () => range(1, PER_ROOM));
+    const counts = numberUpdates(f.clients);
+    const { report, problems } = checkClients(f.clients, () => range(1, PER_ROOM));
     problems.unshift(...offsetCountProblems(counts, Object.fromEntries(ROOMS.map((r) => [r, PER_ROOM]))));
-    const moved = clients.filter((c) => c.connects.length > 1).length;
+    const moved = f.clients.filter((c) => c.connects.length > 1).length;
     const msg = `${report}\nmetric wsgate_session_recoveries_total (summed over the replicas, each scraped before its SIGTERM and at the end): ${JSON.stringify(metrics)}` +
-      `\nall updates in ${done ? `${Date.now() - published} ms after the last publish` : `NOT within 20 s (${behind(clients, PER_ROOM)})`}; test ${Date.now() - t0} ms`;
+      `\nall updates in ${done ? `${Date.now() - published} ms after the last publish` : `NOT within 20 s (${behind(f.clients, PER_ROOM)})`}; test ${Date.now() - t0} ms`;
     t.diagnostic(msg);
     console.log(`# csr rolling restart: ${msg.replace(/\n/g, '\n# ')}`);
     if (problems.length) assert.fail(`\n${problems.join('\n')}\n${msg}`);
@@ -481,50 +488,34 @@ describe('(a) rolling SIGTERM-and-restart of 3 replicas behind haproxy', () => {
 
 describe('(b) a replica SIGKILLed under load', () => {
   const PER_ROOM = 320; // 8 s at 40 updates/s per room
-  let redis;
-  let lb;
-  let replicas = [];
-  let clients = [];
-  before(async () => {
-    requireFeature();
-    redis = await startRedis();
-    const ports = await Promise.all([freePort(), freePort(), freePort()]);
-    replicas = await Promise.all(ports.map((port) => startReplica([...fleetArgs(redis, '30s'), ...identity], { port })));
-    lb = await startHaproxy(ports);
-  });
-  after(async () => {
-    for (const c of clients) c.close();
-    await lb?.stop();
-    for (const r of replicas) await r.kill();
-    await redis?.stop();
-  });
+  const f = fleetOf3();
 
   test(`${N} stock clients, 200 updates/s: the killed replica's clients recover everything elsewhere`, { timeout: 80000 }, async (t) => {
     const t0 = Date.now();
-    clients = await connectInWaves(lb.url, N);
-    assert.ok(await waitFor(() => clients.every((c) => c.live()), 30000),
-      `all connected and joined: ${clients.filter((c) => !c.live()).length} not; e.g. ${describeClient(clients.find((c) => !c.live()) ?? clients[0])}`);
-    const survivors = [replicas[0], replicas[2]];
-    const publishing = publishAll(redis.url, ROOMS, { count: PER_ROOM });
+    f.clients = await connectInWaves(f.lb.url, N);
+    assert.ok(await waitFor(() => f.clients.every((c) => c.live()), 30000),
+      `all connected and joined: ${f.clients.filter((c) => !c.live()).length} not; e.g. ${describeClient(f.clients.find((c) => !c.live()) ?? f.clients[0])}`);
+    const survivors = [f.replicas[0], f.replicas[2]];
+    const publishing = publishAll(f.redis.url, ROOMS, { count: PER_ROOM });
     await sleep(2500);
     const before = addUp(await Promise.all(survivors.map((r) => recoveries(r.url))));
-    replicas[1].child.kill('SIGKILL');
-    await replicas[1].exited;
+    f.replicas[1].child.kill('SIGKILL');
+    await f.replicas[1].exited;
     const killedAt = Date.now();
     await publishing;
-    const done = await waitFor(() => clients.every((c) => c.rooms.every((r) => c.got[r].length >= PER_ROOM)), 20000);
+    const done = await waitFor(() => f.clients.every((c) => c.rooms.every((r) => c.got[r].length >= PER_ROOM)), 20000);
     await sleep(500);
     const afterKill = addUp(await Promise.all(survivors.map((r) => recoveries(r.url))));
     const delta = Object.fromEntries(RESULTS.map((r) => [r, afterKill[r] - before[r]]));
 
-    const moved = clients.filter((c) => c.connects.length > 1);
+    const moved = f.clients.filter((c) => c.connects.length > 1);
     const back = moved.map((c) => c.connects[1].at - killedAt).sort((a, b) => a - b);
-    const counts = numberUpdates(clients);
-    const { report, problems } = checkClients(clients, () => range(1, PER_ROOM));
+    const counts = numberUpdates(f.clients);
+    const { report, problems } = checkClients(f.clients, () => range(1, PER_ROOM));
     problems.unshift(...offsetCountProblems(counts, Object.fromEntries(ROOMS.map((r) => [r, PER_ROOM]))));
     const msg = `${report}\n${moved.length} clients were on the killed replica; back after p50 ${back[Math.floor(back.length / 2)]} ms, ` +
       `max ${back.at(-1)} ms\nmetric wsgate_session_recoveries_total on the survivors since the kill: ${JSON.stringify(delta)}` +
-      `\nall updates ${done ? 'delivered' : `NOT delivered within 20 s (${behind(clients, PER_ROOM)})`}; test ${Date.now() - t0} ms`;
+      `\nall updates ${done ? 'delivered' : `NOT delivered within 20 s (${behind(f.clients, PER_ROOM)})`}; test ${Date.now() - t0} ms`;
     t.diagnostic(msg);
     console.log(`# csr SIGKILL: ${msg.replace(/\n/g, '\n# ')}`);
     if (problems.length) assert.fail(`\n${problems.join('\n')}\n${msg}`);
