@@ -12,6 +12,11 @@ const BUCKETS: [f64; 16] = [
     5.0, 10.0,
 ];
 
+/// Buckets of the histograms that count things (updates, bytes) rather than time.
+const SIZE_BUCKETS: [f64; 13] = [
+    0.0, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+];
+
 /// Declares label value enums: each value's text (`as_str`), every value (`ALL`,
 /// `VALUES`), and for an enum that is the one label of a counter (`for "name" "label"`),
 /// `count` / `increment` and its row in [`LABELLED`], which [`install`] creates at zero.
@@ -277,7 +282,13 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
 }
 
 fn builder() -> Result<PrometheusBuilder, BuildError> {
-    PrometheusBuilder::new().set_buckets_for_metric(Matcher::Prefix("wsgate_".into()), &BUCKETS)
+    let mut b = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Prefix("wsgate_".into()), &BUCKETS)?;
+    // Sizes and counts, not seconds (full names are matched before the prefix).
+    for name in ["wsgate_history_room_bytes", "wsgate_session_replay_updates"] {
+        b = b.set_buckets_for_metric(Matcher::Full(name.into()), &SIZE_BUCKETS)?;
+    }
+    Ok(b)
 }
 
 /// Every counter series at zero (every value of its labels), and the replica's gauges.
@@ -344,6 +355,10 @@ fn describe() {
     describe_histogram!(
         "wsgate_session_replay_updates",
         "Missed updates replayed per recovered session."
+    );
+    describe_histogram!(
+        "wsgate_history_room_bytes",
+        "Redis memory of a room's history (MEMORY USAGE of its stream), sampled for up to 16 of this replica's rooms per session keep-alive (--connection-state-recovery)."
     );
     describe_counter!(
         "wsgate_events_received_total",

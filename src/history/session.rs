@@ -91,6 +91,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The fleet's order now (Redis time in µs): every update published so far is at or
     /// before it.
     fn now(&self) -> BoxFuture<'static, Result<u64, HistoryError>>;
+    /// How many bytes of Redis memory each room's history takes (`MEMORY USAGE` of its
+    /// stream, 0 for a room without one), for the `wsgate_history_room_bytes` histogram.
+    fn room_bytes(&self, rooms: Vec<String>) -> BoxFuture<'static, Result<Vec<u64>, HistoryError>>;
 }
 
 /// KEYS: session, the room's meta. ARGV: user, room field, lifetime (ms).
@@ -312,6 +315,22 @@ impl SessionStore for RedisSessions {
             }
             let reply: Value = script.invoke_async(&mut conn).await?;
             judge(offset, &rooms, reply)
+        }
+        .boxed()
+    }
+
+    fn room_bytes(&self, rooms: Vec<String>) -> BoxFuture<'static, Result<Vec<u64>, HistoryError>> {
+        let pool = self.pool.clone();
+        async move {
+            let mut conn = pool.get().await?;
+            let mut pipe = ::redis::pipe();
+            for room in &rooms {
+                pipe.cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg(keys::key_for("stream", &room_channel(room)));
+            }
+            let sizes: Vec<Option<u64>> = pipe.query_async(&mut conn).await?;
+            Ok(sizes.into_iter().map(Option::unwrap_or_default).collect())
         }
         .boxed()
     }
