@@ -52,8 +52,8 @@ for round in $(seq 1 "$ROUNDS"); do
     g1=$(cpu $gpid); r1=$(cpu $rpid)
     mem=-
     if [ "$mode" = on ]; then
-      mem=$(redis-cli -p "$rport" --scan --pattern 'wsgate:session:*' | head -200 |
-        while read -r k; do redis-cli -p "$rport" memory usage "$k"; done |
+      keys=$(redis-cli -p "$rport" --scan --pattern 'wsgate:session:*' | sed -n 1,200p)
+      mem=$(for k in $keys; do redis-cli -p "$rport" memory usage "$k"; done |
         awk '{s+=$1;n++} END {if (n) printf "%.0f (%d keys)", s/n, n; else print "none"}')
     fi
     kill $gpid; wait $gpid 2>/dev/null || true; gpid=
