@@ -1,6 +1,10 @@
 //! `auth_refresh {token}`: replace the connection's credential with a newer one for the
 //! same user, before the old one expires. A token for another user, or one that does not
 //! verify, is refused with `Unauthorized` (the reason goes to logs and metrics only).
+//!
+//! The new token is checked as a handshake's is (`authenticate_handshake`), so an identity
+//! hook (`--auth http`) is asked about it (or answers from its cache), with the
+//! connection's handshake headers.
 
 use serde_json::Value;
 
@@ -12,22 +16,24 @@ use crate::{
 };
 
 /// Handle an `auth_refresh` event.
-pub(crate) fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>) -> Outcome {
+pub(crate) async fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>) -> Outcome {
     let creds = Credentials {
         header: None,
         auth: payload.as_ref(),
     };
-    let result =
-        gw.auth
-            .authenticate(&creds)
-            .and_then(|new| match socket.extensions.get::<Identity>() {
-                // The handshake headers the hooks forward stay those of the connection.
-                Some(old) if old.user_id == new.user_id => Ok(Identity {
-                    forwarded: old.forwarded,
-                    ..new
-                }),
-                _ => Err(AuthError::OtherUser),
-            });
+    let headers = &socket.req_parts().headers;
+    let result = gw
+        .auth
+        .authenticate_handshake(creds, headers)
+        .await
+        .and_then(|new| match socket.extensions.get::<Identity>() {
+            // The handshake headers the hooks forward stay those of the connection.
+            Some(old) if old.user_id == new.user_id => Ok(Identity {
+                forwarded: old.forwarded,
+                ..new
+            }),
+            _ => Err(AuthError::OtherUser),
+        });
     match result {
         Ok(identity) => {
             expiry::set(socket, identity.expires_at);

@@ -46,9 +46,9 @@ type Handler = fn(&Gateway, &Socket, Option<Value>) -> Outcome;
 /// Register every client event on a new socket.
 pub(crate) fn register(gw: &Arc<Gateway>, socket: &Socket) {
     on_now(gw, socket, EventName::Message, |_, _, _| message::handle());
-    on_join(gw, socket);
+    on_waiting(gw, socket, EventName::JoinProject);
     on_now(gw, socket, EventName::LeaveProject, leave_project::handle);
-    on_now(gw, socket, EventName::AuthRefresh, auth_refresh::handle);
+    on_waiting(gw, socket, EventName::AuthRefresh);
     let gw = gw.clone();
     socket.on_fallback(move |s: Socket, ack: Ack| {
         // Unknown events are only counted (and limited); they have no handler.
@@ -72,18 +72,20 @@ fn on_now(gw: &Arc<Gateway>, socket: &Socket, event: EventName, handle: Handler)
     );
 }
 
-/// Register `join_project`, which waits (permission lookup, subscription, history) in a
-/// task of its own.
-fn on_join(gw: &Arc<Gateway>, socket: &Socket) {
+/// Register an event whose handler waits, in a task of its own: `join_project`
+/// (permission lookup, subscription, history) and `auth_refresh` (an identity hook).
+fn on_waiting(gw: &Arc<Gateway>, socket: &Socket, event: EventName) {
     let gw = gw.clone();
-    let event = EventName::JoinProject;
     socket.on(
         event.as_str(),
         move |s: Socket, TryData(data): TryData<Value>, ack: Ack| {
             let gw = gw.clone();
             async move {
                 if let Some(ack) = admit(&gw, &s, event, ack) {
-                    let outcome = join_project::handle(&gw, &s, data.ok()).await;
+                    let outcome = match event {
+                        EventName::AuthRefresh => auth_refresh::handle(&gw, &s, data.ok()).await,
+                        _ => join_project::handle(&gw, &s, data.ok()).await,
+                    };
                     answer(&gw, &s, event, outcome, ack);
                 }
             }
