@@ -103,7 +103,17 @@ async fn auth_hook(
     let user = b.tokens.lock().unwrap().get(token).cloned();
     match user {
         Some(user) if user == "expired" => (StatusCode::OK, Json(json!({"user": user, "exp": 1}))),
-        Some(user) => (StatusCode::OK, Json(json!({"user": user}))),
+        Some(user) => {
+            // The user's grants as the `projects` claim, for `--authz claim`.
+            let projects: Vec<String> = (b.grants.lock().unwrap().iter())
+                .filter(|(u, _)| *u == user)
+                .map(|(_, p)| p.clone())
+                .collect();
+            (
+                StatusCode::OK,
+                Json(json!({"user": user, "projects": projects})),
+            )
+        }
         None => (StatusCode::UNAUTHORIZED, Json(json!({}))),
     }
 }
@@ -298,6 +308,26 @@ async fn accept_refuse_allow_deny_and_the_cache() {
         assert!(metric(&gw, "wsgate_hook_seconds_count", &["hook=\"authz\""]).await >= 3.0);
         c.disconnect().await;
         c2.disconnect().await;
+    })
+    .await;
+}
+
+/// `--auth http --authz claim`: the identity hook's `projects` are the permissions; the
+/// permission hook is never asked.
+#[tokio::test]
+async fn identity_hook_projects_with_the_claim_source() {
+    run_bounded(LIMIT, async {
+        let server = Server::start().await;
+        let b = server.state.clone();
+        b.token("tok-alice", "alice");
+        b.grant("alice", "p1");
+        let auth = server.url("/auth");
+        let gw = Gateway::start(&["--auth", "http", "--auth-url", &auth, "--authz", "claim"]).await;
+        let c = connect(&gw.url(), WS, Creds::token("tok-alice")).await;
+        assert_eq!(join_answer(&c, "p1").await, joined("p1"));
+        assert_eq!(join_answer(&c, "p2").await, "Project not found");
+        assert_eq!(b.authz_calls(), 0, "the permission hook is not in play");
+        c.disconnect().await;
     })
     .await;
 }
