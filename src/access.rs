@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::{
     auth::{
         Authenticator, HttpAuthenticator, JwtAuthenticator, LoadError, TokenTable,
+        forward::WithForwarded,
         jwt::{JwtSettings, KeySource},
     },
     authz::{
@@ -172,6 +173,16 @@ pub fn from_config(cfg: &ServeConfig) -> Result<Access, AccessError> {
             id.perm_cache_size,
             id.hook_timeout,
         )),
+    };
+    // The permission hook gets the forwarded handshake headers whatever the identity
+    // source (the HTTP one keeps them itself).
+    let auth = match (&client, id.authz, id.auth) {
+        (Some(c), AuthzSource::Http, AuthSource::Table | AuthSource::Jwt)
+            if !id.hook_forward_header.is_empty() =>
+        {
+            Arc::new(WithForwarded::new(auth, c.clone())) as Arc<dyn Authenticator>
+        }
+        _ => auth,
     };
     Ok(Access {
         auth,

@@ -332,6 +332,33 @@ async fn identity_hook_projects_with_the_claim_source() {
     .await;
 }
 
+/// `--hook-forward-header` reaches the permission hook whatever the identity source (here
+/// the token table, which keeps no headers of its own).
+#[tokio::test]
+async fn forwarded_headers_reach_the_permission_hook_with_the_token_table() {
+    run_bounded(LIMIT, async {
+        let server = Server::start().await;
+        let b = server.state.clone();
+        b.grant("user_2", "p1");
+        let authz = server.url("/authz");
+        let gw = Gateway::start(&[
+            "--authz",
+            "http",
+            "--authz-url",
+            &authz,
+            "--hook-forward-header",
+            "Authorization",
+        ])
+        .await;
+        let c = connect(&gw.url(), WS, Creds::header("Bearer valid-token-2")).await;
+        assert_eq!(join_answer(&c, "p1").await, joined("p1"));
+        let seen = b.headers.lock().unwrap().clone().expect("a call");
+        assert_eq!(seen.get("authorization").unwrap(), "Bearer valid-token-2");
+        c.disconnect().await;
+    })
+    .await;
+}
+
 /// `auth_refresh` asks the identity hook about the new token (or its cache): another of
 /// the same user's tokens is taken, an unknown one or another user's is refused.
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! and gets an [`Identity`] or a refusal. The reason for a refusal is for logs and metrics
 //! only: every client sees the same `Unauthorized`.
 
+pub mod forward;
 pub mod http;
 pub mod jwt;
 pub mod mint;
