@@ -39,6 +39,8 @@ struct Backend {
     mode: AtomicU8,
     /// Extra time each permission call takes (to make concurrent joins overlap).
     authz_delay_ms: AtomicU64,
+    /// Extra time each identity call takes (to revoke while one is in flight).
+    auth_delay_ms: AtomicU64,
     /// token -> user.
     tokens: Mutex<HashMap<String, String>>,
     /// (user, project) pairs allowed.
@@ -98,6 +100,10 @@ async fn auth_hook(
     *b.headers.lock().unwrap() = Some(headers);
     if let Some(status) = b.behave().await {
         return (status, Json(json!({})));
+    }
+    let delay = b.auth_delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let token = body["token"].as_str().unwrap_or_default();
     let user = b.tokens.lock().unwrap().get(token).cloned();
@@ -575,6 +581,34 @@ async fn revocation_drops_cached_answers_on_every_replica() {
             "every replica asked again: {}",
             b.authz_calls()
         );
+
+        // An identity answer asked for before a revocation and received after it is used
+        // once, not kept: the next handshake with that token asks the backend again.
+        b.token("tok-alice-2", "alice");
+        b.auth_delay_ms.store(1500, Ordering::SeqCst);
+        let url0 = replicas[0].url();
+        let in_flight =
+            tokio::spawn(async move { connect(&url0, WS, Creds::token("tok-alice-2")).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let out = support::run_wsgate(
+            "revoke",
+            &["--redis-url", &url, "--user", "alice"],
+            Duration::from_secs(20),
+        )
+        .await
+        .expect("wsgate revoke");
+        assert!(out.success(), "wsgate revoke: {}", out.stderr);
+        let late = in_flight.await.expect("the handshake in flight");
+        b.auth_delay_ms.store(0, Ordering::SeqCst);
+        let calls = b.auth_calls();
+        let again = connect(&replicas[0].url(), WS, Creds::token("tok-alice-2")).await;
+        assert_eq!(
+            b.auth_calls(),
+            calls + 1,
+            "an answer from before the revocation was kept"
+        );
+        late.disconnect().await;
+        again.disconnect().await;
         for c in clients {
             c.disconnect().await;
         }

@@ -8,7 +8,14 @@
 //! SHA-256 digest of the token, so the token itself is kept nowhere; concurrent
 //! handshakes with one token share one call.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use futures_util::future::{BoxFuture, FutureExt};
 use moka::future::Cache;
@@ -37,6 +44,9 @@ pub struct HttpAuthenticator {
     client: Arc<HookClient>,
     url: String,
     cache: Cache<[u8; 32], Option<Identity>>,
+    /// Bumped by every [`Authenticator::invalidate`]: an answer asked for before a bump is
+    /// used once but not kept (it may predate the revocation).
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for HttpAuthenticator {
@@ -62,6 +72,7 @@ impl HttpAuthenticator {
                 .max_capacity(capacity)
                 .support_invalidation_closures()
                 .build(),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -103,14 +114,19 @@ impl HttpAuthenticator {
     /// One token's identity: from the cache, or from the backend (one call for concurrent
     /// identical lookups).
     async fn resolve(&self, token: &str, forwarded: &Forwarded) -> Result<Identity, AuthError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let key = digest(token);
         let entry = self
             .cache
-            .entry(digest(token))
+            .entry(key)
             .or_try_insert_with(self.ask(token, forwarded))
             .await
             .map_err(|_| AuthError::HookFailed)?;
         if !entry.is_fresh() {
             telemetry::hook_cache_hit(Hook::Auth);
+        } else if self.generation.load(Ordering::Acquire) != generation {
+            // A revocation came while the backend was asked: do not keep the answer.
+            self.cache.invalidate(&key).await;
         }
         let identity = entry.into_value().ok_or(AuthError::Unknown)?;
         admit(identity, forwarded)
@@ -151,8 +167,9 @@ where
 }
 
 impl Authenticator for HttpAuthenticator {
-    /// From the cache only (`auth_refresh` does not wait): a token the backend has not
-    /// answered for recently is refused.
+    /// From the cache only (for callers that cannot wait; `auth_refresh` and handshakes use
+    /// `authenticate_handshake`): a token the backend has not answered for recently is
+    /// refused.
     fn authenticate(&self, credentials: &Credentials<'_>) -> Result<Identity, AuthError> {
         let cached = |token: &str| {
             let hit = self.cache.get(&digest(token)).now_or_never().flatten();
@@ -181,6 +198,7 @@ impl Authenticator for HttpAuthenticator {
     }
 
     fn invalidate(&self, user_id: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let user: Arc<str> = user_id.into();
         // Only fails if the cache was built without closures, which `new` enables.
         let _ = self.cache.invalidate_entries_if(move |_, answer| {
