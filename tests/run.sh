@@ -20,7 +20,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "== installing ${missing[*]} (Debian packages)"
+  echo "== [$(date +%T)] installing ${missing[*]} (Debian packages)"
   # Keep the packages from starting system services: tests start their own.
   policy=/usr/sbin/policy-rc.d
   if [ ! -e "$policy" ]; then
@@ -33,36 +33,36 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${missing[@]}" >/dev/null
 fi
 
-echo "== npm ci (tests/js)"
+echo "== [$(date +%T)] npm ci (tests/js)"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
-echo "== npm ci (tests/browser)"
+echo "== [$(date +%T)] npm ci (tests/browser)"
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 # Stock python-socketio clients (tests/py/stock_client.py), driven by tests/js; the venv is
 # (re)made whenever tests/py/requirements.txt changes.
 PY_VENV=target/py-venv
 if ! cmp -s tests/py/requirements.txt "$PY_VENV/requirements.txt"; then
-  echo "== $PY_VENV (tests/py/requirements.txt from PyPI)"
+  echo "== [$(date +%T)] $PY_VENV (tests/py/requirements.txt from PyPI)"
   rm -rf "$PY_VENV"
   python3 -m venv "$PY_VENV"
   "$PY_VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/py/requirements.txt
   cp tests/py/requirements.txt "$PY_VENV/requirements.txt"
 fi
 
-echo "== cargo fmt --check"
+echo "== [$(date +%T)] cargo fmt --check"
 cargo fmt --check
-echo "== cargo clippy"
+echo "== [$(date +%T)] cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
-echo "== cargo build"
+echo "== [$(date +%T)] cargo build"
 cargo build --bins --quiet
-echo "== cargo test"
+echo "== [$(date +%T)] cargo test"
 cargo test --quiet -- --test-threads=2
-echo "== cargo bench (quick mode: each bench runs once, so none can rot)"
+echo "== [$(date +%T)] cargo bench (quick mode: each bench runs once, so none can rot)"
 cargo test --quiet --benches >/dev/null
-echo "== deploy/ and k8s/ (promtool, hadolint, kubernetes-validate, checks against the binary)"
+echo "== [$(date +%T)] deploy/ and k8s/ (promtool, hadolint, kubernetes-validate, checks against the binary)"
 tests/deploy.sh
-echo "== node --test (tests/js)"
+echo "== [$(date +%T)] node --test (tests/js)"
 (cd tests/js && WSGATE_BIN="$PWD/../../target/debug/wsgate" WSGATE_PYTHON="$PWD/../../$PY_VENV/bin/python" \
   timeout 600 npm test --silent)
-echo "== node --test (tests/browser: headless Chromium)"
+echo "== [$(date +%T)] node --test (tests/browser: headless Chromium)"
 (cd tests/browser && WSGATE_BIN="$PWD/../../target/debug/wsgate" timeout 300 npm test --silent)
-echo "== all tests passed"
+echo "== [$(date +%T)] all tests passed"
