@@ -122,6 +122,9 @@ where
         .max_frame_size(Some(engine.config.ws_max_frame_size));
 
     let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
+    // wsgate hunk 4: a session opened on a websocket runs its heartbeat in this task (see below)
+    // instead of a task of its own; a session upgraded from polling keeps the task it started.
+    let inline_heartbeat = sid.is_none();
     let (socket, ws) = if let Some(sid) = sid {
         match engine.get_socket(sid) {
             None => return Err(Error::UnknownSessionID(sid)),
@@ -158,9 +161,6 @@ where
 
         let mut ws = ws_init().await;
         init_handshake(socket.id, &mut ws, &engine.config).await?;
-        socket
-            .clone()
-            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
         (socket, ws)
     };
     let (tx, rx) = ws.split();
@@ -169,7 +169,23 @@ where
     tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
 
     // pipe between internal socket channel and websocket
-    match forward_to_handler(&engine, rx, &socket)
+    let reader = forward_to_handler(&engine, rx, &socket);
+    // wsgate hunk 4: the heartbeat of a session opened on a websocket is a timer polled beside
+    // the reader, not a task: a task per socket costs its header, its scheduler slot and its
+    // future (≈ 1.3 KB per idle connection). `heartbeat_job` only returns on a timeout, which
+    // ends the session as the reader's errors do (`Error::HeartbeatTimeout`).
+    let transport = async {
+        if inline_heartbeat {
+            let config = &engine.config;
+            tokio::select! {
+                res = reader => res,
+                res = socket.heartbeat_job(config.ping_interval, config.ping_timeout) => res,
+            }
+        } else {
+            reader.await
+        }
+    };
+    match transport
         .with_cancellation_token(&socket.cancellation_token)
         .await
     {
@@ -502,6 +518,50 @@ mod tests {
             WebSocketStream::from_raw_socket(server, Role::Server, None).await,
             WebSocketStream::from_raw_socket(client, Role::Client, None).await,
         )
+    }
+
+    #[derive(Debug)]
+    struct ReasonHandler(tokio::sync::mpsc::UnboundedSender<DisconnectReason>);
+    impl EngineIoHandler for ReasonHandler {
+        type Data = ();
+        fn on_connect(self: Arc<Self>, _: Arc<Socket<()>>) {}
+        fn on_disconnect(&self, _: Arc<Socket<()>>, reason: DisconnectReason) {
+            self.0.send(reason).ok();
+        }
+        fn on_message(self: &Arc<Self>, _: Str, _: Arc<Socket<()>>) {}
+        fn on_binary(self: &Arc<Self>, _: Bytes, _: Arc<Socket<()>>) {}
+    }
+
+    /// wsgate hunk 4: a session opened on a websocket has two tasks (the reader, which also
+    /// runs the heartbeat, and the writer), pings its client and ends when no pong comes.
+    #[tokio::test]
+    async fn websocket_session_runs_its_heartbeat_in_the_reader_task() {
+        let (reasons_tx, mut reasons) = tokio::sync::mpsc::unbounded_channel();
+        let config = EngineIoConfig::builder()
+            .ping_interval(Duration::from_millis(50))
+            .ping_timeout(Duration::from_millis(50))
+            .build();
+        let engine = Arc::new(EngineIo::new(Arc::new(ReasonHandler(reasons_tx)), config));
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let tasks_before = metrics.num_alive_tasks();
+
+        let (server, client) = tokio::io::duplex(1024);
+        let parts = Request::<()>::default().into_parts().0;
+        let conn = tokio::spawn(on_init(engine, server, ProtocolVersion::V4, None, parts));
+        let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+
+        let open = client.next().await.unwrap().unwrap();
+        assert!(open.to_text().unwrap().starts_with('0'), "{open:?}");
+        let ping = client.next().await.unwrap().unwrap();
+        assert_eq!(ping, Message::text("2"));
+        assert_eq!(metrics.num_alive_tasks() - tasks_before, 2);
+
+        // The client never answers: the heartbeat ends the session.
+        let reason = tokio::time::timeout(TIMEOUT, reasons.recv())
+            .await
+            .expect("the heartbeat should close the session");
+        assert_eq!(reason, Some(DisconnectReason::HeartbeatTimeout));
+        conn.await.unwrap().unwrap();
     }
 
     /// A polling request can still hold the lock at the end of an upgrade.
