@@ -421,10 +421,10 @@ where
     socket.start_upgrade();
 
     // We send a last Noop request to close a potential waiting polling request.
+    // wsgate hunk 5: queued past the bound (one control packet) instead of waiting for a slot
     socket
         .internal_tx
-        .send(Packet::Noop.into())
-        .await
+        .send_unbounded(Packet::Noop.into())
         .map_err(|_| Error::Upgrade)?;
 
     // wait for any current polling connection to finish by waiting for the socket to be unlocked
