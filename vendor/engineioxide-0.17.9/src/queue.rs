@@ -313,6 +313,34 @@ mod tests {
         assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
     }
 
+    /// A consumer on another thread gets every packet, in order, whatever the interleaving
+    /// of its wake-ups with the producer's pushes (no lost wake-up).
+    #[test]
+    fn a_consumer_on_another_thread_gets_everything() {
+        const N: u32 = 20_000;
+        let (tx, mut rx) = channel::<u32>(8);
+        let consumer = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                for i in 0..N {
+                    assert_eq!(rx.recv().await, Some(i));
+                }
+            });
+        });
+        for i in 0..N {
+            loop {
+                match tx.try_reserve() {
+                    Ok(permit) => break permit.send(i),
+                    Err(TrySendError::Full(())) => std::thread::yield_now(),
+                    Err(TrySendError::Closed(())) => panic!("closed"),
+                }
+            }
+        }
+        consumer.join().unwrap();
+    }
+
     #[tokio::test]
     async fn recv_waits_for_a_packet_and_closed_for_the_close() {
         let (tx, mut rx) = channel::<u32>(4);
