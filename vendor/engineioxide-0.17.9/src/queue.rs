@@ -14,7 +14,10 @@ use std::{
     collections::VecDeque,
     future::poll_fn,
     mem::ManuallyDrop,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     task::{Context, Poll},
 };
 
@@ -29,16 +32,15 @@ use tokio::sync::{
 /// (160 bytes of 40-byte entries) that an idle connection does not carry a burst's storage.
 const KEEP_WHEN_EMPTY: usize = 4;
 
-struct State<T> {
-    items: VecDeque<T>,
-    /// Slots promised to a [`Permit`] and not used yet: they count against the bound.
-    reserved: usize,
-    closed: bool,
-}
-
 struct Shared<T> {
-    state: Mutex<State<T>>,
+    items: Mutex<VecDeque<T>>,
+    /// Slots in use: queued packets plus those promised to a [`Permit`]. Taken before a push
+    /// and given back after a pop, so `0` means empty without taking the lock; a reservation
+    /// costs no lock.
+    used: AtomicUsize,
     capacity: usize,
+    /// Set under the `items` lock, so a push that holds the lock sees it.
+    closed: AtomicBool,
     /// The consumer's waker (one consumer at a time: it is behind the socket's `internal_rx`
     /// lock).
     rx_waker: AtomicWaker,
@@ -47,10 +49,38 @@ struct Shared<T> {
 }
 
 impl<T> Shared<T> {
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // A panic while the lock is held cannot leave the state half-updated (every update
-        // is a single push, pop or counter change), so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, VecDeque<T>> {
+        // A panic while the lock is held cannot leave the deque half-updated (every update
+        // is a single push or pop), so a poisoned lock is still usable.
+        self.items.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Take a slot if the queue is open and not full.
+    fn take_slot(&self) -> Result<(), TrySendError<()>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(TrySendError::Closed(()));
+        }
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < self.capacity).then_some(used + 1)
+            })
+            .map(drop)
+            .map_err(|_| TrySendError::Full(()))
+    }
+
+    /// Queue `value` in a slot already taken (dropped, and the slot given back, if the queue
+    /// was closed since), then wake the consumer.
+    fn push(&self, value: T) {
+        {
+            let mut items = self.lock();
+            if self.closed.load(Ordering::Relaxed) {
+                drop(items);
+                self.used.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+            items.push_back(value);
+        }
+        self.rx_waker.wake();
     }
 }
 
@@ -58,12 +88,10 @@ impl<T> Shared<T> {
 pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     assert!(capacity > 0, "the queue's capacity must be at least 1");
     let shared = Arc::new(Shared {
-        state: Mutex::new(State {
-            items: VecDeque::new(),
-            reserved: 0,
-            closed: false,
-        }),
+        items: Mutex::new(VecDeque::new()),
+        used: AtomicUsize::new(0),
         capacity,
+        closed: AtomicBool::new(false),
         rx_waker: AtomicWaker::new(),
         closed_notify: Notify::new(),
     });
@@ -94,44 +122,30 @@ pub(crate) struct Permit<'a, T> {
 impl<T> Sender<T> {
     /// Queue `value` if the queue is open and not full.
     pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        {
-            let mut state = self.shared.lock();
-            if state.closed {
-                return Err(TrySendError::Closed(value));
+        match self.shared.take_slot() {
+            Ok(()) => {
+                self.shared.push(value);
+                Ok(())
             }
-            if state.items.len() + state.reserved >= self.shared.capacity {
-                return Err(TrySendError::Full(value));
-            }
-            state.items.push_back(value);
+            Err(TrySendError::Full(())) => Err(TrySendError::Full(value)),
+            Err(TrySendError::Closed(())) => Err(TrySendError::Closed(value)),
         }
-        self.shared.rx_waker.wake();
-        Ok(())
     }
 
     /// Queue `value` whatever the bound, if the queue is open. Only for the single control
     /// packet of an upgrade (its `Noop`), which tokio's channel let wait for a free slot.
     pub(crate) fn send_unbounded(&self, value: T) -> Result<(), TrySendError<T>> {
-        {
-            let mut state = self.shared.lock();
-            if state.closed {
-                return Err(TrySendError::Closed(value));
-            }
-            state.items.push_back(value);
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(TrySendError::Closed(value));
         }
-        self.shared.rx_waker.wake();
+        self.shared.used.fetch_add(1, Ordering::AcqRel);
+        self.shared.push(value);
         Ok(())
     }
 
     /// Reserve a slot, so that a packet built later is sure to be queued.
     pub(crate) fn try_reserve(&self) -> Result<Permit<'_, T>, TrySendError<()>> {
-        let mut state = self.shared.lock();
-        if state.closed {
-            return Err(TrySendError::Closed(()));
-        }
-        if state.items.len() + state.reserved >= self.shared.capacity {
-            return Err(TrySendError::Full(()));
-        }
-        state.reserved += 1;
+        self.shared.take_slot()?;
         Ok(Permit {
             shared: &self.shared,
         })
@@ -139,7 +153,7 @@ impl<T> Sender<T> {
 
     /// Whether the queue was closed (no packet can be queued any more).
     pub(crate) fn is_closed(&self) -> bool {
-        self.shared.lock().closed
+        self.shared.closed.load(Ordering::Acquire)
     }
 
     /// Wait until the queue is closed.
@@ -158,24 +172,17 @@ impl<T> Sender<T> {
 }
 
 impl<T> Permit<'_, T> {
-    /// Queue `value` in the reserved slot.
+    /// Queue `value` in the reserved slot (dropped if the queue was closed since, as tokio's
+    /// channel does).
     pub(crate) fn send(self, value: T) {
         let this = ManuallyDrop::new(self);
-        {
-            let mut state = this.shared.lock();
-            state.reserved -= 1;
-            // A queue closed since the reservation drops the packet, as tokio's does.
-            if !state.closed {
-                state.items.push_back(value);
-            }
-        }
-        this.shared.rx_waker.wake();
+        this.shared.push(value);
     }
 }
 
 impl<T> Drop for Permit<'_, T> {
     fn drop(&mut self) {
-        self.shared.lock().reserved -= 1;
+        self.shared.used.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -183,15 +190,29 @@ impl<T> Receiver<T> {
     /// Take the next packet, if one is queued. `Disconnected` once the queue is closed and
     /// empty.
     pub(crate) fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        let mut state = self.shared.lock();
-        match state.items.pop_front() {
+        let shared = &*self.shared;
+        // No slot in use: nothing queued, no need for the lock.
+        if shared.used.load(Ordering::Acquire) == 0 {
+            return Err(match shared.closed.load(Ordering::Acquire) {
+                true => TryRecvError::Disconnected,
+                false => TryRecvError::Empty,
+            });
+        }
+        let popped = {
+            let mut items = shared.lock();
+            let popped = items.pop_front();
+            if items.is_empty() && items.capacity() > KEEP_WHEN_EMPTY {
+                *items = VecDeque::new();
+            }
+            popped
+        };
+        match popped {
             Some(value) => {
-                if state.items.is_empty() && state.items.capacity() > KEEP_WHEN_EMPTY {
-                    state.items = VecDeque::new();
-                }
+                shared.used.fetch_sub(1, Ordering::AcqRel);
                 Ok(value)
             }
-            None if state.closed => Err(TryRecvError::Disconnected),
+            // Slots are reserved but nothing is queued yet.
+            None if shared.closed.load(Ordering::Acquire) => Err(TryRecvError::Disconnected),
             None => Err(TryRecvError::Empty),
         }
     }
@@ -219,7 +240,10 @@ impl<T> Receiver<T> {
 
     /// Close the queue: nothing more can be queued, what is queued can still be taken.
     pub(crate) fn close(&mut self) {
-        self.shared.lock().closed = true;
+        {
+            let _items = self.shared.lock();
+            self.shared.closed.store(true, Ordering::Release);
+        }
         self.shared.rx_waker.wake();
         self.shared.closed_notify.notify_waiters();
     }
@@ -233,12 +257,10 @@ impl<T> Drop for Receiver<T> {
 
 impl<T> std::fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = self.shared.lock();
         f.debug_struct("Sender")
-            .field("len", &state.items.len())
-            .field("reserved", &state.reserved)
+            .field("used", &self.shared.used.load(Ordering::Relaxed))
             .field("capacity", &self.shared.capacity)
-            .field("closed", &state.closed)
+            .field("closed", &self.is_closed())
             .finish()
     }
 }
@@ -282,20 +304,20 @@ mod tests {
     #[test]
     fn storage_is_freed_when_emptied() {
         let (tx, mut rx) = channel::<u64>(1024);
-        assert_eq!(tx.shared.lock().items.capacity(), 0);
+        assert_eq!(tx.shared.lock().capacity(), 0);
         for i in 0..1000 {
             tx.try_send(i).unwrap();
         }
-        assert!(tx.shared.lock().items.capacity() >= 1000);
+        assert!(tx.shared.lock().capacity() >= 1000);
         for i in 0..1000 {
             assert_eq!(rx.try_recv(), Ok(i));
         }
-        assert_eq!(tx.shared.lock().items.capacity(), 0);
+        assert_eq!(tx.shared.lock().capacity(), 0);
 
         // A connection that gets one packet at a time keeps its few slots.
         tx.try_send(1).unwrap();
         assert_eq!(rx.try_recv(), Ok(1));
-        let kept = tx.shared.lock().items.capacity();
+        let kept = tx.shared.lock().capacity();
         assert!(kept > 0 && kept <= KEEP_WHEN_EMPTY, "{kept}");
     }
 
