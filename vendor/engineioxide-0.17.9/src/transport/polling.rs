@@ -234,7 +234,8 @@ mod rx_stream {
     use crate::queue::Receiver;
     use tokio_util::sync::ReusableBoxFuture;
 
-    /// [`ReceiverStream`] is a stream that wraps a [`mpsc::Receiver`] by reference.
+    /// [`ReceiverStream`] is a stream that wraps a [`Receiver`] by reference (wsgate hunk 5: the
+    /// socket's own queue).
     /// Allowing to use it as a stream even if it is behind a mutex.
     pub struct ReceiverStream<'a, T> {
         inner: &'a mut Receiver<T>,
@@ -313,10 +314,7 @@ mod rx_stream {
     }
 
     impl<'a, T: Clone + Send + Sync + 'static> EncoderStream<'a, T> {
-        pub fn new(
-            rx: &'a mut Receiver<T>,
-            watch: &'a mut watch::Receiver<Option<T>>,
-        ) -> Self {
+        pub fn new(rx: &'a mut Receiver<T>, watch: &'a mut watch::Receiver<Option<T>>) -> Self {
             Self {
                 rx: ReceiverStream::new(rx),
                 watch: WatchStream::new(watch),
