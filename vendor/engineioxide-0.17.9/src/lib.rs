@@ -24,4 +24,6 @@ pub mod sid {
 mod body;
 mod engine;
 mod errors;
+// wsgate hunk 5: the socket's outgoing queue
+mod queue;
 mod transport;

@@ -64,17 +64,13 @@ use std::{
     time::Duration,
 };
 
-use crate::{config::EngineIoConfig, errors::Error};
+use crate::{config::EngineIoConfig, errors::Error, queue};
 use bytes::Bytes;
 use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Str, TransportType};
 use futures_util::FutureExt;
 use http::request::Parts;
 use smallvec::{SmallVec, smallvec};
-use tokio::sync::{
-    Mutex, Notify,
-    mpsc::{self, Receiver, error::TrySendError},
-    watch,
-};
+use tokio::sync::{Mutex, Notify, mpsc::error::TrySendError, watch};
 
 pub use engineioxide_core::Sid;
 use tokio_util::sync::CancellationToken;
@@ -115,7 +111,8 @@ impl From<&Error> for Option<DisconnectReason> {
 /// A permit to emit a message to the client.
 /// A permit holds a place in the internal channel to send one packet to the client.
 pub struct Permit<'a> {
-    inner: mpsc::Permit<'a, QueuedPackets>,
+    // wsgate hunk 5: a slot of the socket's own queue (`crate::queue`)
+    inner: queue::Permit<'a, QueuedPackets>,
 }
 impl Permit<'_> {
     /// Consume the permit and emit a message to the client.
@@ -211,14 +208,15 @@ impl IntoIterator for QueuedPackets {
 
 #[derive(Debug)]
 pub(crate) struct InternalRx {
-    pub buffered_rx: Receiver<QueuedPackets>,
+    // wsgate hunk 5: the socket's own queue (`crate::queue`), not a tokio channel
+    pub buffered_rx: queue::Receiver<QueuedPackets>,
     pub peeked_packet: Option<PacketBuf>,
     pub volatile_rx: watch::Receiver<Option<QueuedPackets>>,
 }
 
 impl InternalRx {
     fn new(
-        buffered_rx: Receiver<QueuedPackets>,
+        buffered_rx: queue::Receiver<QueuedPackets>,
         volatile_rx: watch::Receiver<Option<QueuedPackets>>,
     ) -> Self {
         Self {
@@ -269,7 +267,10 @@ where
     pub(crate) internal_rx: Mutex<InternalRx>,
 
     /// Channel to send [PacketBuf] to the internal connection
-    pub(crate) internal_tx: mpsc::Sender<QueuedPackets>,
+    ///
+    /// wsgate hunk 5: the socket's own queue (`crate::queue`), which holds no storage while
+    /// it is empty, instead of a tokio channel (≈ 1.8 KB allocated per socket at creation).
+    pub(crate) internal_tx: queue::Sender<QueuedPackets>,
 
     /// Channel to send volatile [PacketBuf]s that bypass the internal buffer.
     /// Uses a [`watch`](tokio::sync::watch) channel so only the latest volatile
@@ -310,7 +311,8 @@ where
         close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
         supports_binary: bool,
     ) -> Self {
-        let (internal_tx, internal_rx) = mpsc::channel(config.max_buffer_size);
+        // wsgate hunk 5
+        let (internal_tx, internal_rx) = queue::channel(config.max_buffer_size);
         let (volatile_tx, volatile_rx) = watch::channel(None);
 
         Self {
@@ -381,8 +383,14 @@ where
     /// Heartbeat is sent every `interval` milliseconds by the client and the server `is` expected to respond within `timeout` milliseconds.
     ///
     /// If the client or server does not respond within the timeout, the connection is closed.
+    ///
+    /// wsgate hunk 4: `pub(crate)`, so that a websocket session runs it inside its reader task.
     #[cfg(feature = "v3")]
-    async fn heartbeat_job(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
+    pub(crate) async fn heartbeat_job(
+        &self,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Result<(), Error> {
         match self.protocol {
             ProtocolVersion::V3 => self.heartbeat_job_v3(interval, timeout).await,
             ProtocolVersion::V4 => self.heartbeat_job_v4(interval, timeout).await,
@@ -392,8 +400,14 @@ where
     /// Heartbeat is sent every `interval` milliseconds and the client is expected to respond within `timeout` milliseconds.
     ///
     /// If the client does not respond within the timeout, the connection is closed.
+    ///
+    /// wsgate hunk 4: `pub(crate)`, so that a websocket session runs it inside its reader task.
     #[cfg(not(feature = "v3"))]
-    async fn heartbeat_job(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
+    pub(crate) async fn heartbeat_job(
+        &self,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Result<(), Error> {
         self.heartbeat_job_v4(interval, timeout).await
     }
 
@@ -653,7 +667,8 @@ where
         close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
         buffer_size: usize,
     ) -> (Arc<Socket<D>>, tokio::sync::mpsc::Receiver<Packet>) {
-        let (internal_tx, internal_rx) = mpsc::channel(buffer_size);
+        // wsgate hunk 5
+        let (internal_tx, internal_rx) = queue::channel(buffer_size);
         let (volatile_tx, volatile_rx) = watch::channel(None);
 
         let sock = Self {
@@ -678,7 +693,7 @@ where
         };
         let sock = Arc::new(sock);
 
-        let (tx, rx) = mpsc::channel(buffer_size);
+        let (tx, rx) = tokio::sync::mpsc::channel(buffer_size);
         let sock_clone = sock.clone();
         tokio::spawn(async move {
             let mut internal_rx = sock_clone.internal_rx.try_lock().unwrap();

@@ -228,17 +228,21 @@ mod rx_stream {
 
     use futures_core::Stream;
     use pin_project_lite::pin_project;
-    use tokio::sync::{mpsc, watch};
+    use tokio::sync::watch;
+
+    // wsgate hunk 5: the socket's own queue, not a tokio channel
+    use crate::queue::Receiver;
     use tokio_util::sync::ReusableBoxFuture;
 
-    /// [`ReceiverStream`] is a stream that wraps a [`mpsc::Receiver`] by reference.
+    /// [`ReceiverStream`] is a stream that wraps a [`Receiver`] by reference (wsgate hunk 5: the
+    /// socket's own queue).
     /// Allowing to use it as a stream even if it is behind a mutex.
     pub struct ReceiverStream<'a, T> {
-        inner: &'a mut mpsc::Receiver<T>,
+        inner: &'a mut Receiver<T>,
     }
 
     impl<'a, T> ReceiverStream<'a, T> {
-        pub fn new(inner: &'a mut mpsc::Receiver<T>) -> Self {
+        pub fn new(inner: &'a mut Receiver<T>) -> Self {
             Self { inner }
         }
     }
@@ -310,10 +314,7 @@ mod rx_stream {
     }
 
     impl<'a, T: Clone + Send + Sync + 'static> EncoderStream<'a, T> {
-        pub fn new(
-            rx: &'a mut mpsc::Receiver<T>,
-            watch: &'a mut watch::Receiver<Option<T>>,
-        ) -> Self {
+        pub fn new(rx: &'a mut Receiver<T>, watch: &'a mut watch::Receiver<Option<T>>) -> Self {
             Self {
                 rx: ReceiverStream::new(rx),
                 watch: WatchStream::new(watch),
