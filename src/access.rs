@@ -86,6 +86,7 @@ fn hook_client(
         timeout: id.hook_timeout,
         headers: id.hook_header.clone(),
         forward: id.hook_forward_header.clone(),
+        ca_file: id.hook_ca_file.clone(),
     })?;
     *client = Some(c.clone());
     Ok(c)

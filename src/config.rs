@@ -412,6 +412,11 @@ pub struct IdentityConfig {
     #[arg(long, env = "WSGATE_HOOK_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub hook_timeout: Duration,
 
+    /// PEM file of the CA (one or more certificates) that signed an `https://` hook
+    /// backend's certificate, trusted besides the built-in roots (a private CA).
+    #[arg(long, env = "WSGATE_HOOK_CA_FILE")]
+    pub hook_ca_file: Option<std::path::PathBuf>,
+
     /// A header added to every hook call, `Name: value` (repeatable); `${VAR}` in the
     /// value is read from the environment, so the secret stays out of process lists.
     #[arg(long, env = "WSGATE_HOOK_HEADER", hide_env_values = true)]

@@ -32,6 +32,8 @@ pub struct HookSettings {
     pub headers: Vec<String>,
     /// Handshake headers copied into every call (e.g. `Cookie`).
     pub forward: Vec<String>,
+    /// A CA trusted for `https://` hooks besides the built-in roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Why the hooks cannot start.
@@ -46,6 +48,14 @@ pub enum HookError {
     /// The HTTP client cannot be built.
     #[error("HTTP hook client: {0}")]
     Client(String),
+    /// `--hook-ca-file` cannot be read or holds no certificate.
+    #[error("--hook-ca-file / WSGATE_HOOK_CA_FILE {path}: {why}")]
+    Ca {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 /// What a hook call decided, when the backend answered.
@@ -120,6 +130,20 @@ fn header_line(
     Ok((name, value))
 }
 
+/// The certificates of a PEM file (at least one).
+fn ca_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, HookError> {
+    let ca = |why: String| HookError::Ca {
+        path: path.display().to_string(),
+        why,
+    };
+    let pem = std::fs::read(path).map_err(|e| ca(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(ca("no PEM certificate in it".into()));
+    }
+    Ok(certs)
+}
+
 impl HookClient {
     /// The shared client for `settings`.
     pub fn new(settings: &HookSettings) -> Result<Arc<Self>, HookError> {
@@ -133,7 +157,13 @@ impl HookClient {
             .iter()
             .map(|n| HeaderName::try_from(n.trim()).map_err(|_| HookError::Forward(n.clone())))
             .collect::<Result<_, _>>()?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &settings.ca_file {
+            for cert in ca_certificates(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .http1_only()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
@@ -282,11 +312,31 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_file_without_certificates_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("wsgate-hook-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("empty.pem");
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        for p in [path.clone(), dir.join("missing.pem")] {
+            let e = HookClient::new(&HookSettings {
+                timeout: Duration::from_secs(1),
+                headers: vec![],
+                forward: vec![],
+                ca_file: Some(p),
+            })
+            .expect_err("refused");
+            assert!(e.to_string().starts_with("--hook-ca-file"), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn debug_shows_no_values() {
         let client = HookClient::new(&HookSettings {
             timeout: Duration::from_secs(1),
             headers: vec!["X-Key: s3cret".into()],
             forward: vec!["Cookie".into()],
+            ca_file: None,
         })
         .unwrap();
         let mut handshake = HeaderMap::new();

@@ -196,6 +196,58 @@ impl Server {
         self.serve(listener);
     }
 
+    /// The backend over TLS with `pki`'s server certificate (for `https://` hook URLs).
+    async fn start_tls(pki: &support::tls::TestPki) -> Server {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let certs = CertificateDer::pem_file_iter(&pki.server_cert)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(&pki.server_key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Backend::default());
+        let app = Router::new()
+            .route("/auth", post(auth_hook))
+            .route("/authz", post(authz_hook))
+            .with_state(state.clone());
+        let (tx, mut rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            loop {
+                let (tcp, _) = tokio::select! {
+                    _ = &mut rx => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok(a) => a,
+                        Err(_) => continue,
+                    },
+                };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Server {
+            state,
+            addr,
+            running: Some((tx, task)),
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -361,6 +413,56 @@ async fn forwarded_headers_reach_the_permission_hook_with_the_token_table() {
         let seen = b.headers.lock().unwrap().clone().expect("a call");
         assert_eq!(seen.get("authorization").unwrap(), "Bearer valid-token-2");
         c.disconnect().await;
+    })
+    .await;
+}
+
+/// `https://` hook URLs: a backend whose certificate a private CA signed is trusted with
+/// `--hook-ca-file`, and refused (the handshake too) without it.
+#[tokio::test]
+async fn https_hooks_with_a_private_ca() {
+    run_bounded(LIMIT, async {
+        let pki = support::tls::TestPki::new();
+        let server = Server::start_tls(&pki).await;
+        let b = server.state.clone();
+        b.token("tok-alice", "alice");
+        b.grant("alice", "p1");
+        let (auth, authz) = (
+            format!("https://localhost:{}/auth", server.addr.port()),
+            format!("https://localhost:{}/authz", server.addr.port()),
+        );
+        let args = |ca: Option<&std::path::Path>| {
+            let mut a = vec![
+                "--auth".to_owned(),
+                "http".into(),
+                "--auth-url".into(),
+                auth.clone(),
+                "--authz".into(),
+                "http".into(),
+                "--authz-url".into(),
+                authz.clone(),
+            ];
+            if let Some(ca) = ca {
+                a.extend(["--hook-ca-file".into(), ca.display().to_string()]);
+            }
+            a
+        };
+        let trusted = args(Some(&pki.ca));
+        let gw = Gateway::start(&trusted.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        let c = connect(&gw.url(), WS, Creds::token("tok-alice")).await;
+        assert_eq!(join_answer(&c, "p1").await, joined("p1"));
+        assert_eq!((b.auth_calls(), b.authz_calls()), (1, 1));
+        c.disconnect().await;
+
+        let untrusted = args(None);
+        let gw2 = Gateway::start(&untrusted.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        expect_unauthorized(
+            &gw2,
+            "tok-alice",
+            "a certificate the built-in roots do not know",
+        )
+        .await;
+        assert_eq!(b.auth_calls(), 1, "no TLS session, no call");
     })
     .await;
 }
