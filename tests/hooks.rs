@@ -152,6 +152,14 @@ struct Server {
     running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
+/// The backend's two hooks.
+fn routes(state: Arc<Backend>) -> Router {
+    Router::new()
+        .route("/auth", post(auth_hook))
+        .route("/authz", post(authz_hook))
+        .with_state(state)
+}
+
 impl Server {
     async fn start() -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -166,10 +174,7 @@ impl Server {
     }
 
     fn serve(&mut self, listener: TcpListener) {
-        let app = Router::new()
-            .route("/auth", post(auth_hook))
-            .route("/authz", post(authz_hook))
-            .with_state(self.state.clone());
+        let app = routes(self.state.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -215,10 +220,7 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Backend::default());
-        let app = Router::new()
-            .route("/auth", post(auth_hook))
-            .route("/authz", post(authz_hook))
-            .with_state(state.clone());
+        let app = routes(state.clone());
         let (tx, mut rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             loop {
