@@ -201,6 +201,14 @@ impl Server {
         self.serve(listener);
     }
 
+    /// A backend that knows `tok-alice` (user `alice`) and lets alice see `p1`.
+    async fn with_alice() -> Server {
+        let server = Server::start().await;
+        server.state.token("tok-alice", "alice");
+        server.state.grant("alice", "p1");
+        server
+    }
+
     /// The backend over TLS with `pki`'s server certificate (for `https://` hook URLs).
     async fn start_tls(pki: &support::tls::TestPki) -> Server {
         use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
@@ -307,11 +315,9 @@ fn joined(project: &str) -> String {
 #[tokio::test]
 async fn accept_refuse_allow_deny_and_the_cache() {
     run_bounded(LIMIT, async {
-        let server = Server::start().await;
+        let server = Server::with_alice().await;
         let b = server.state.clone();
-        b.token("tok-alice", "alice");
         b.token("tok-old", "expired");
-        b.grant("alice", "p1");
         let gw = hook_gateway(
             &server,
             &["--perm-cache-ttl", "10m", "--auth-cache-ttl", "10m"],
@@ -377,10 +383,8 @@ async fn accept_refuse_allow_deny_and_the_cache() {
 #[tokio::test]
 async fn identity_hook_projects_with_the_claim_source() {
     run_bounded(LIMIT, async {
-        let server = Server::start().await;
+        let server = Server::with_alice().await;
         let b = server.state.clone();
-        b.token("tok-alice", "alice");
-        b.grant("alice", "p1");
         let auth = server.url("/auth");
         let gw = Gateway::start(&["--auth", "http", "--auth-url", &auth, "--authz", "claim"]).await;
         let c = connect(&gw.url(), WS, Creds::token("tok-alice")).await;
@@ -474,12 +478,10 @@ async fn https_hooks_with_a_private_ca() {
 #[tokio::test]
 async fn auth_refresh_asks_the_identity_hook() {
     run_bounded(LIMIT, async {
-        let server = Server::start().await;
+        let server = Server::with_alice().await;
         let b = server.state.clone();
-        b.token("tok-alice", "alice");
         b.token("tok-alice-2", "alice");
         b.token("tok-bob", "bob");
-        b.grant("alice", "p1");
         let gw = hook_gateway(&server, &[]).await;
         let c = connect(&gw.url(), WS, Creds::token("tok-alice")).await;
         let calls = b.auth_calls();
@@ -508,10 +510,8 @@ async fn auth_refresh_asks_the_identity_hook() {
 #[tokio::test]
 async fn a_hundred_concurrent_joins_make_one_call() {
     run_bounded(LIMIT, async {
-        let server = Server::start().await;
+        let server = Server::with_alice().await;
         let b = server.state.clone();
-        b.token("tok-alice", "alice");
-        b.grant("alice", "p1");
         b.authz_delay_ms.store(300, Ordering::SeqCst);
         let gw = hook_gateway(&server, &[]).await;
         // One join per client: rust_socketio draws ack ids from 0..999, so several acks in
@@ -626,10 +626,8 @@ async fn backend_down_slow_then_back() {
 #[tokio::test]
 async fn revocation_drops_cached_answers_on_every_replica() {
     run_bounded(Duration::from_secs(120), async {
-        let server = Server::start().await;
+        let server = Server::with_alice().await;
         let b = server.state.clone();
-        b.token("tok-alice", "alice");
-        b.grant("alice", "p1");
         let redis = RedisServer::start().await;
         let url = redis.url();
         let mut replicas = Vec::new();
@@ -658,14 +656,7 @@ async fn revocation_drops_cached_answers_on_every_replica() {
 
         // The application withdraws p1, then revokes: every replica forgets its answer.
         b.revoke("alice", "p1");
-        let out = support::run_wsgate(
-            "revoke",
-            &["--redis-url", &url, "--user", "alice"],
-            Duration::from_secs(20),
-        )
-        .await
-        .expect("wsgate revoke");
-        assert!(out.success(), "wsgate revoke: {}", out.stderr);
+        support::revoke_ok(&["--redis-url", &url, "--user", "alice"]).await;
         for c in clients.iter_mut() {
             let (args, _) = c
                 .wait_for_event("exception", Duration::from_secs(10))
@@ -694,14 +685,7 @@ async fn revocation_drops_cached_answers_on_every_replica() {
         let in_flight =
             tokio::spawn(async move { connect(&url0, WS, Creds::token("tok-alice-2")).await });
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let out = support::run_wsgate(
-            "revoke",
-            &["--redis-url", &url, "--user", "alice"],
-            Duration::from_secs(20),
-        )
-        .await
-        .expect("wsgate revoke");
-        assert!(out.success(), "wsgate revoke: {}", out.stderr);
+        support::revoke_ok(&["--redis-url", &url, "--user", "alice"]).await;
         let late = in_flight.await.expect("the handshake in flight");
         b.auth_delay_ms.store(0, Ordering::SeqCst);
         let calls = b.auth_calls();

@@ -22,7 +22,7 @@ use support::cluster::RedisCluster;
 use support::redis::{ALL_CHANNEL, RedisServer, Resp, emitter_message, room_channel};
 use support::tls::TestPki;
 use support::{
-    Gateway, TestClient, Transport, free_port, poll_until, publish_ok, run_bounded, run_wsgate,
+    Gateway, TestClient, Transport, free_port, poll_until, publish_ok, revoke_ok, run_bounded,
 };
 use tokio::time::{Instant, sleep};
 use wsgate::{
@@ -104,10 +104,7 @@ async fn tls_only_redis_serves_two_replicas_publish_and_revoke() {
 
         let mut args = tls.to_vec();
         args.extend(["--user", "user_1", "--project", "project_one"]);
-        let out = run_wsgate("revoke", &args, Duration::from_secs(20))
-            .await
-            .expect("wsgate revoke");
-        assert!(out.success(), "revoke: {}", out.stderr);
+        let out = revoke_ok(&args).await;
         assert!(out.stdout.contains("replicas=2"), "{}", out.stdout);
     })
     .await;
@@ -272,14 +269,7 @@ async fn acl_users_with_the_minimal_acl_serve_publish_recover_and_revoke() {
         .await;
         let (args, _) = c.wait_for_event("chat", DELIVERY).await.expect("chat");
         assert_eq!(args[0], json!("acl"));
-        let out = run_wsgate(
-            "revoke",
-            &["--redis-url", &publisher_url, "--user", "user_1"],
-            Duration::from_secs(20),
-        )
-        .await
-        .expect("revoke");
-        assert!(out.success(), "revoke: {}", out.stderr);
+        revoke_ok(&["--redis-url", &publisher_url, "--user", "user_1"]).await;
         // Nothing was refused along the way.
         let log = redis.command(&["ACL", "LOG"]).await;
         assert_eq!(log, Resp::Array(Some(vec![])), "ACL LOG: {log:?}");

@@ -448,6 +448,22 @@ pub async fn publish_ok(args: &[&str]) {
     }
 }
 
+/// Runs `wsgate revoke <args>` (within 20 s) and panics unless it exits 0; returns its
+/// output (stdout reports how many replicas got it).
+pub async fn revoke_ok(args: &[&str]) -> ProcOutput {
+    match run_wsgate("revoke", args, Duration::from_secs(20)).await {
+        Ok(o) if o.success() => o,
+        Ok(o) => panic!(
+            "`wsgate revoke {}` failed with {}\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            o.status,
+            o.stdout,
+            o.stderr
+        ),
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// A free TCP port on 127.0.0.1 (never 6379).
 pub fn free_port() -> u16 {
     loop {
