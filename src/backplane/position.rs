@@ -39,16 +39,19 @@ impl FromStr for Offset {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
         let (ms, seq) = s.split_once('-').ok_or(())?;
-        let digits =
-            |p: &str| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit());
-        if !digits(ms) || !digits(seq) {
-            return Err(());
-        }
         Ok(Offset {
-            ms: ms.parse().map_err(drop)?,
-            seq: seq.parse().map_err(drop)?,
+            ms: parse_number(ms).ok_or(())?,
+            seq: parse_number(seq).ok_or(())?,
         })
     }
+}
+
+/// A number as positions and orders are written: 1 to 20 decimal digits and nothing else
+/// (no sign, no space), within `u64`. Read from the wire and from clients, so strict.
+pub fn parse_number(s: &str) -> Option<u64> {
+    (!s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
 }
 
 /// Where an update sits in its room's history.

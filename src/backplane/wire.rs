@@ -11,7 +11,7 @@ use serde::ser::{Serialize, SerializeTuple, Serializer};
 use super::Broadcast;
 use crate::telemetry::DecodeErrorKind;
 
-use super::position::{EPOCH_FLAG, MAX_EPOCH, OFFSET_FLAG, ORDER_FLAG, Position};
+use super::position::{EPOCH_FLAG, MAX_EPOCH, OFFSET_FLAG, ORDER_FLAG, Position, parse_number};
 
 /// Socket.IO packet type of an event.
 const EVENT: u64 = 2;
@@ -209,10 +209,7 @@ pub(crate) fn event_of(
 
 /// The fleet order in `flags` (decimal digits), when there and well formed.
 fn order(flags: &[(Value, Value)]) -> Option<u64> {
-    let s = get(flags, ORDER_FLAG)?.as_str()?;
-    (!s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| s.parse().ok())
-        .flatten()
+    parse_number(get(flags, ORDER_FLAG)?.as_str()?)
 }
 
 /// The history position in `flags`, when both parts are there and well formed (anything

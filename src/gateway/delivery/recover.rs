@@ -138,18 +138,26 @@ impl Commands {
     pub(crate) fn send(&self, c: Command) -> bool {
         self.tx.send(c).is_ok()
     }
+
+    /// Send the command `make` builds around a completion signal, and wait until the
+    /// delivery task has applied it (at once if that task is gone).
+    pub(crate) async fn applied(&self, make: impl FnOnce(oneshot::Sender<()>) -> Command) {
+        let (done, wait) = oneshot::channel();
+        if self.send(make(done)) {
+            let _ = wait.await;
+        }
+    }
 }
 
 /// Step 1, awaited before the join subscribes.
 pub async fn start(gw: &Gateway, socket: &Socket, room: &str) {
-    let (done, wait) = oneshot::channel();
-    if gw.recover.send(Command::Start {
-        socket: socket.clone(),
-        room: room.to_owned(),
-        done,
-    }) {
-        let _ = wait.await;
-    }
+    gw.recover
+        .applied(|done| Command::Start {
+            socket: socket.clone(),
+            room: room.to_owned(),
+            done,
+        })
+        .await;
 }
 
 /// The join was refused after [`start`].

@@ -35,12 +35,13 @@ use std::{
     time::Duration,
 };
 
+use futures_util::future::BoxFuture;
 use socketioxide::socket::Sid;
 use tokio::sync::oneshot;
 
 use crate::{
     auth::Identity,
-    backplane::Broadcast,
+    backplane::{Broadcast, position::parse_number},
     gateway::{Ack, Gateway, Socket, connection::close::close_transport},
     history::{
         HistoryError, Reason,
@@ -100,10 +101,7 @@ pub(crate) fn asked(auth: Option<&serde_json::Value>) -> Option<(String, Option<
     }
     let offset = match auth.get("offset") {
         None | Some(serde_json::Value::Null) => Some(0),
-        Some(v) => v
-            .as_str()
-            .filter(|s| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse().ok()),
+        Some(v) => v.as_str().and_then(parse_number),
     };
     Some((pid.to_owned(), offset))
 }
@@ -196,26 +194,32 @@ fn result_of(reason: Reason) -> SessionRecovery {
 
 /// Drop `room` from session `pid` in the background (the room may no longer be seen).
 fn forget(csr: &Csr, pid: &str, room: &str) {
-    let done = csr.store.remove_room(pid, room);
+    in_background(
+        csr.store.remove_room(pid, room),
+        "drop a room from a session",
+    );
+}
+
+/// Run a session write without waiting for it; a failure is only logged (the session is
+/// then less exact, never wrong for another client).
+fn in_background(write: BoxFuture<'static, Result<(), HistoryError>>, what: &'static str) {
     tokio::spawn(async move {
-        if let Err(e) = done.await {
-            tracing::debug!(error = %e, "could not drop a room from a session");
+        if let Err(e) = write.await {
+            tracing::debug!(error = %e, "could not {what}");
         }
     });
 }
 
 /// Open the socket's hold in the delivery task, and wait until it is open.
 async fn hold(gw: &Gateway, socket: &Socket) {
-    let (done, wait) = oneshot::channel();
-    if gw
-        .recover
-        .send(super::recover::Command::Resume(Command::Start {
-            socket: socket.clone(),
-            done,
-        }))
-    {
-        let _ = wait.await;
-    }
+    gw.recover
+        .applied(|done| {
+            super::recover::Command::Resume(Command::Start {
+                socket: socket.clone(),
+                done,
+            })
+        })
+        .await;
 }
 
 /// Steps 2 and 3 for a socket the middleware marked [`Resuming`] (its hold is open).
@@ -267,12 +271,7 @@ pub(crate) fn disconnected(gw: &Gateway, socket: &Socket) {
             .send(super::recover::Command::Resume(Command::Forget(socket.id)));
     }
     if let (Some(csr), Some(pid)) = (&gw.csr, socket.extensions.get::<SessionId>()) {
-        let done = csr.store.release(&pid.0);
-        tokio::spawn(async move {
-            if let Err(e) = done.await {
-                tracing::debug!(error = %e, "could not release a session");
-            }
-        });
+        in_background(csr.store.release(&pid.0), "release a session");
     }
 }
 
