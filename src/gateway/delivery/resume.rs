@@ -148,10 +148,11 @@ async fn attempt(
     pid: &str,
     offset: Option<u64>,
 ) -> Result<Resuming, SessionRecovery> {
-    let offset = offset.ok_or(SessionRecovery::Unavailable)?;
+    // A pid that cannot be ours names no session, whatever the offset says.
     if pid.is_empty() {
         return Err(SessionRecovery::Expired);
     }
+    let offset = offset.ok_or(SessionRecovery::Unavailable)?;
     let session = csr
         .store
         .load(pid)
