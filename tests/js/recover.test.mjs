@@ -228,6 +228,9 @@ describe('history bound and contract edges', () => {
     assert.equal((await publish(redis.url, 'r1', { count: 1, history: hist })).code, 0);
     await waitUntil(() => clients.every((c) => c.got.length === 1), { what: 'first update' });
 
+    // The clients leave and come back by their own choice (disconnect(), later connect()),
+    // so each absence is timed exactly: this tests the history's bound, not how a client
+    // survives a server event (the other tests here use no manual connect()).
     away.socket.disconnect();
     assert.equal((await publish(redis.url, 'r1', { count: 2, every: '1ms', history: hist })).code, 0);
     await sleep(1300);
