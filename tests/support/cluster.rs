@@ -89,20 +89,8 @@ impl RedisCluster {
             ca,
         };
         for _ in 0..6 {
-            let (port, tls_port) = if c.ca.is_some() {
-                (super::free_port(), Some(free_cluster_port()))
-            } else {
-                (free_cluster_port(), None)
-            };
-            let child = c.spawn(port, tls_port);
-            c.nodes.push(Node {
-                port,
-                tls_port,
-                child: Some(child),
-            });
-        }
-        for n in &c.nodes {
-            wait_ping(n.port).await;
+            let node = c.start_node().await;
+            c.nodes.push(node);
         }
         let mut create = Command::new("redis-cli");
         if let Some(ca) = &c.ca {
@@ -149,6 +137,30 @@ impl RedisCluster {
                 sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+
+    /// One node on free ports, answering PING. The ports are free when picked, but another
+    /// process (a parallel test, an outgoing connection's ephemeral port on the bus port)
+    /// can take one before redis-server binds it: a node that exits at start is started
+    /// again on other ports, at most 5 times.
+    async fn start_node(&self) -> Node {
+        for _ in 0..5 {
+            let (port, tls_port) = if self.ca.is_some() {
+                (super::free_port(), Some(free_cluster_port()))
+            } else {
+                (free_cluster_port(), None)
+            };
+            let mut child = self.spawn(port, tls_port);
+            if answers_ping(port, &mut child).await {
+                return Node {
+                    port,
+                    tls_port,
+                    child: Some(child),
+                };
+            }
+            let _ = child.kill().await;
+        }
+        panic!("no redis-server cluster node came up in 5 tries");
     }
 
     fn spawn(&self, port: u16, tls_port: Option<u16>) -> Child {
@@ -346,20 +358,21 @@ impl RedisCluster {
     }
 }
 
-async fn wait_ping(port: u16) {
+/// Whether the node on `port` answers PING within 10 s (`false` at once if it exited).
+async fn answers_ping(port: u16, child: &mut Child) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    while Instant::now() < deadline {
         if let Ok(Resp::Simple(s)) = command(port, &["PING"]).await
             && s == "PONG"
         {
-            return;
+            return true;
         }
-        assert!(
-            Instant::now() < deadline,
-            "redis-server on {port} did not come up"
-        );
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return false;
+        }
         sleep(Duration::from_millis(25)).await;
     }
+    false
 }
 
 impl Drop for RedisCluster {
