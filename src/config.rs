@@ -88,10 +88,12 @@ pub enum Fleet {
         /// Room history, `None` when off.
         history: Option<HistoryConfig>,
     },
-    /// A Redis Cluster.
+    /// A Redis Cluster, with room history when it is on.
     Cluster {
         /// The seed nodes, comma-separated.
         seeds: String,
+        /// Room history, `None` when off.
+        history: Option<HistoryConfig>,
     },
 }
 
@@ -102,14 +104,16 @@ impl RedisModeArg {
         url: Option<&str>,
         history: Option<HistoryConfig>,
     ) -> Result<Fleet, String> {
-        self.history_fits(history)?;
         match (url, self.mode) {
             (None, RedisMode::Cluster) => Err(
                 "--redis-mode cluster needs the seed nodes in --redis-url / WSGATE_REDIS_URL"
                     .into(),
             ),
             (None, RedisMode::Standalone) => Ok(Fleet::Local),
-            (Some(url), RedisMode::Cluster) => Ok(Fleet::Cluster { seeds: url.into() }),
+            (Some(url), RedisMode::Cluster) => Ok(Fleet::Cluster {
+                seeds: url.into(),
+                history,
+            }),
             (Some(url), RedisMode::Standalone) => {
                 self.check(url)?;
                 Ok(Fleet::Standalone {
@@ -118,19 +122,6 @@ impl RedisModeArg {
                 })
             }
         }
-    }
-
-    /// Room history only in standalone mode: its publish script speaks the classic
-    /// adapter's format (PUBLISH, not the sharded adapter's SPUBLISH messages).
-    pub fn history_fits(&self, history: Option<HistoryConfig>) -> Result<(), String> {
-        if self.mode == RedisMode::Cluster && history.is_some() {
-            return Err(
-                "--history-size needs --redis-mode standalone: room history is not written \
-                 in cluster mode yet (its publish script speaks the classic adapter format)"
-                    .into(),
-            );
-        }
-        Ok(())
     }
 }
 
@@ -719,8 +710,9 @@ pub struct ServeConfig {
     /// Socket.IO's connection-state recovery for stock clients (the Node option
     /// `maxDisconnectionDuration`), fleet-wide: a client that comes back within this long,
     /// on any replica, gets `socket.recovered`, its rooms (re-authorized) and every update
-    /// it missed (e.g. `2m`; off by default). Needs room history (`--history-size`) and a
-    /// standalone Redis; every update then carries its offset as a last argument.
+    /// it missed (e.g. `2m`; off by default). Needs room history (`--history-size`) and
+    /// Redis (standalone or cluster); every update then carries its offset as a last
+    /// argument.
     #[arg(long, env = "WSGATE_CONNECTION_STATE_RECOVERY", value_parser = parse_recovery_window)]
     pub connection_state_recovery: Option<Duration>,
 
@@ -762,10 +754,12 @@ impl ServeConfig {
                      set --history-size / WSGATE_HISTORY_SIZE (e.g. 1000) on the replicas and the publishers"
                     .into());
             }
-            if self.redis_url.is_none() || self.redis_mode.mode != RedisMode::Standalone {
-                return Err("--connection-state-recovery / WSGATE_CONNECTION_STATE_RECOVERY needs a standalone Redis \
-                     (--redis-url, --redis-mode standalone): sessions and history live there"
-                    .into());
+            if self.redis_url.is_none() {
+                return Err(
+                    "--connection-state-recovery / WSGATE_CONNECTION_STATE_RECOVERY needs Redis \
+                     (--redis-url, standalone or cluster): sessions and history live there"
+                        .into(),
+                );
             }
         }
         if self.drain_deadline <= self.drain_window {

@@ -54,7 +54,9 @@ use super::{
     BROADCAST_CHANNEL, Backplane, BackplaneError, Broadcast, CONTROL_CHANNEL, EngineTask, Inbound,
     InboundRx, InboundTx,
     inbound::{Receiver, deliver_locally, new_uid},
+    position::Position,
     request, sharded_wire,
+    stream::{self, HistoryConfig},
 };
 
 /// How long one cluster command may take before the engine treats the cluster as unwell.
@@ -96,6 +98,8 @@ pub struct ClusterPublisher {
     client: Arc<ClusterClient>,
     conn: Arc<OnceCell<ClusterConnection>>,
     uid: Arc<str>,
+    /// With history, one-room broadcasts go through the history script.
+    history: Option<HistoryConfig>,
 }
 
 /// The connection is not `Debug`: the uid names the publisher.
@@ -119,7 +123,21 @@ impl ClusterPublisher {
             client: Arc::new(builder(urls, tls).build()?),
             conn: Arc::new(OnceCell::new()),
             uid: uid.into(),
+            history: None,
         })
+    }
+
+    /// The same publisher, keeping each room's updates in its history as configured
+    /// (`None`: no history, the bytes are the sharded adapter's exactly).
+    pub fn with_history(mut self, history: Option<HistoryConfig>) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// A connection to the cluster (multiplexed, routed by key), shared with the readers
+    /// of room history and sessions.
+    pub async fn connection(&self) -> Result<ClusterConnection, BackplaneError> {
+        self.conn().await
     }
 
     async fn conn(&self) -> Result<ClusterConnection, BackplaneError> {
@@ -142,8 +160,31 @@ impl ClusterPublisher {
 
     /// Publish `b` on its sharded channel; returns how many subscribers received it.
     pub async fn publish(&self, b: &Broadcast) -> Result<u64, BackplaneError> {
-        let bytes = sharded_wire::encode_broadcast(&self.uid, b);
-        self.publish_raw(&sharded_wire::channel_for(b), bytes).await
+        self.publish_positioned(b).await.map(|(n, _)| n)
+    }
+
+    /// Publish `b`; returns how many subscribers received it and, when it went into its
+    /// room's history (history on, exactly one room on its own channel, not volatile), its
+    /// position. A room whose name is as long as a socket id has no channel of its own in
+    /// the sharded adapter (its updates go to the namespace channel, another slot), so no
+    /// history either.
+    pub async fn publish_positioned(
+        &self,
+        b: &Broadcast,
+    ) -> Result<(u64, Option<Position>), BackplaneError> {
+        let channel = sharded_wire::channel_for(b);
+        match &self.history {
+            Some(cfg) if b.rooms.len() == 1 && !b.volatile && channel != BROADCAST_CHANNEL => {
+                let prefix = sharded_wire::encode_open(&self.uid, b);
+                let mut conn = self.conn().await?;
+                let (n, at) = stream::publish(&mut conn, cfg, &channel, &prefix, true).await?;
+                Ok((n, Some(at)))
+            }
+            _ => {
+                let bytes = sharded_wire::encode_broadcast(&self.uid, b);
+                Ok((self.publish_raw(&channel, bytes).await?, None))
+            }
+        }
     }
 
     /// `SPUBLISH` already-encoded bytes on `channel`.
@@ -206,15 +247,21 @@ pub struct ClusterBackplane {
 }
 
 impl ClusterBackplane {
+    /// The publisher, whose connection the readers of room history and sessions share.
+    pub fn publisher(&self) -> &ClusterPublisher {
+        &self.publisher
+    }
+
     /// Start the subscriber task for the cluster reached through `urls` (seed nodes,
     /// comma-separated) and return the engine and the inbound channel. The task keeps
     /// retrying in the background; check [`Backplane::is_ready`].
     pub fn start(
         urls: &str,
         tls: Option<&redis::TlsCertificates>,
+        history: Option<HistoryConfig>,
     ) -> Result<(Self, InboundRx, EngineTask), BackplaneError> {
         let uid = new_uid();
-        let publisher = ClusterPublisher::new(urls, &uid, tls)?;
+        let publisher = ClusterPublisher::new(urls, &uid, tls)?.with_history(history);
         let (push_tx, push_rx) = mpsc::unbounded_channel::<PushInfo>();
         let client = builder(urls, tls)
             .use_protocol(redis::ProtocolVersion::RESP3)
@@ -258,7 +305,12 @@ impl Backplane for ClusterBackplane {
         let publisher = self.publisher.clone();
         let inbound = self.inbound.clone();
         async move {
-            publisher.publish(&b).await?;
+            // A copy with a history position is delivered from Redis like every other
+            // (not locally), so local members see the room's updates in order.
+            let (_, position) = publisher.publish_positioned(&b).await?;
+            if position.is_some() {
+                return Ok(());
+            }
             deliver_locally(&inbound, b).await
         }
         .boxed()

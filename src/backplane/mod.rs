@@ -21,6 +21,7 @@ pub mod position;
 pub mod redis;
 pub mod request;
 pub mod sharded_wire;
+pub mod store;
 pub mod stream;
 mod subscriptions;
 pub mod wire;
@@ -76,9 +77,10 @@ pub struct Broadcast {
     /// Where it sits in its room's history (`opts.flags.wsgateEpoch` / `wsgateOffset`),
     /// when it was published with history (see [`stream`]).
     pub position: Option<position::Position>,
-    /// Its place in the fleet order (`opts.flags.wsgateOrder`), when published with
-    /// history: the offset stock clients keep for connection-state recovery.
-    pub order: Option<u64>,
+    /// Its place in the fleet order (`opts.flags.wsgateOrder`, and `wsgateShard` on a
+    /// cluster), when published with history: what stock clients' offsets are made of
+    /// (connection-state recovery).
+    pub order: Option<position::Order>,
 }
 
 /// What the fleet asks this replica to do with its local sockets.

@@ -102,7 +102,7 @@ impl RedisPublisher {
             (Some(cfg), 1) if !b.volatile => {
                 let prefix = wire::encode_open(&self.uid, b);
                 let mut conn = self.pool.get().await?;
-                let (n, at) = stream::publish(&mut conn, cfg, &channel, &prefix).await?;
+                let (n, at) = stream::publish(&mut conn, cfg, &channel, &prefix, false).await?;
                 Ok((n, Some(at)))
             }
             _ => {

@@ -251,6 +251,49 @@ pub fn encode_broadcast(uid: &str, b: &Broadcast) -> Vec<u8> {
     out
 }
 
+/// The message of `b` for the history script on a Redis Cluster
+/// ([`crate::backplane::stream`]): msgpack (JSON would need the script to splice text),
+/// with `data` last, `opts` last in it and `flags` last in that, the flags' map header
+/// counting four more pairs that are not written. The script appends them (`wsgateEpoch`,
+/// `wsgateOffset`, `wsgateOrder`, `wsgateShard`); msgpack values simply concatenate. Node
+/// reads either encoding (it checks the first byte), and keys by name.
+pub fn encode_open(uid: &str, b: &Broadcast) -> Vec<u8> {
+    let flags = wire::flags(b);
+    let mut out = Vec::with_capacity(128);
+    let put = |out: &mut Vec<u8>, v: &Value| {
+        // Writing into a Vec cannot fail.
+        let _ = rmpv::encode::write_value(out, v);
+    };
+    // A 4-map, then `data` a 2-map, `opts` a 3-map: fixed headers.
+    out.push(0x84);
+    for (k, v) in [
+        ("type", Value::from(BROADCAST)),
+        ("uid", Value::from(uid)),
+        ("nsp", Value::from("/")),
+    ] {
+        put(&mut out, &Value::from(k));
+        put(&mut out, &v);
+    }
+    put(&mut out, &Value::from("data"));
+    out.push(0x82);
+    put(&mut out, &Value::from("packet"));
+    put(&mut out, &wire::packet(b));
+    put(&mut out, &Value::from("opts"));
+    out.push(0x83);
+    for (k, v) in [("rooms", &b.rooms), ("except", &b.except)] {
+        put(&mut out, &Value::from(k));
+        put(&mut out, &wire::str_list(v));
+    }
+    put(&mut out, &Value::from("flags"));
+    // At most 2 + 4 pairs: always a fixmap.
+    out.push(0x80 | (flags.len() as u8 + 4));
+    for (k, v) in &flags {
+        put(&mut out, k);
+        put(&mut out, v);
+    }
+    out
+}
+
 /// Turn the gateway's answer (built for the classic adapter: a JSON object with
 /// `requestId` and the answer's fields) into the sharded adapter's answer of `kind`
 /// (8, 10 or 11) from server `uid`. `None` when the payload is not such an object.
@@ -303,6 +346,39 @@ mod tests {
     /// A fetchSockets answer to server `req999`, on `socket.io#/#req999#`.
     const NODE_FETCH_RESPONSE: &str =
         r#"{"type":8,"data":{"requestId":"q1","sockets":[]},"uid":"abc123","nsp":"/"}"#;
+
+    #[test]
+    fn open_message_completed_like_the_cluster_script_decodes_with_its_order() {
+        use crate::backplane::position::{Order, Position};
+        let mut b = wire::example_update();
+        b.sent_at = Some(5.0);
+        let mut bytes = encode_open("emitter", &b);
+        for s in [
+            "wsgateEpoch",
+            "ab12",
+            "wsgateOffset",
+            "1700000000000-7",
+            "wsgateOrder",
+            "1700000000000123",
+            "wsgateShard",
+            "0a1b2c3d",
+        ] {
+            rmpv::encode::write_value(&mut bytes, &Value::from(s)).unwrap();
+        }
+        let Message::Broadcast { uid, broadcast, .. } = decode(&bytes).unwrap() else {
+            panic!("not a broadcast")
+        };
+        assert_eq!(uid, "emitter");
+        b.position = Some(Position {
+            epoch: "ab12".into(),
+            offset: "1700000000000-7".parse().unwrap(),
+        });
+        b.order = Some(Order {
+            shard: 0x0a1b_2c3d,
+            at: 1_700_000_000_000_123,
+        });
+        assert_eq!(broadcast, b);
+    }
 
     #[test]
     fn decodes_a_node_json_broadcast() {

@@ -11,7 +11,9 @@ use serde::ser::{Serialize, SerializeTuple, Serializer};
 use super::Broadcast;
 use crate::telemetry::DecodeErrorKind;
 
-use super::position::{EPOCH_FLAG, MAX_EPOCH, OFFSET_FLAG, ORDER_FLAG, Position, parse_number};
+use super::position::{
+    EPOCH_FLAG, MAX_EPOCH, OFFSET_FLAG, ORDER_FLAG, Order, Position, SHARD_FLAG,
+};
 
 /// Socket.IO packet type of an event.
 const EVENT: u64 = 2;
@@ -207,9 +209,14 @@ pub(crate) fn event_of(
     ))
 }
 
-/// The fleet order in `flags` (decimal digits), when there and well formed.
-fn order(flags: &[(Value, Value)]) -> Option<u64> {
-    parse_number(get(flags, ORDER_FLAG)?.as_str()?)
+/// The fleet order in `flags` (decimal digits, and the shard's 8 hex digits on a
+/// cluster), when there and well formed.
+fn order(flags: &[(Value, Value)]) -> Option<Order> {
+    let shard = match get(flags, SHARD_FLAG) {
+        None => None,
+        Some(v) => Some(v.as_str()?),
+    };
+    Order::parse(get(flags, ORDER_FLAG)?.as_str()?, shard)
 }
 
 /// The history position in `flags`, when both parts are there and well formed (anything
@@ -262,7 +269,10 @@ pub fn encode(uid: &str, b: &Broadcast) -> Vec<u8> {
         flags.push((OFFSET_FLAG.into(), p.offset.to_string().into()));
     }
     if let Some(o) = b.order {
-        flags.push((ORDER_FLAG.into(), o.to_string().into()));
+        flags.push((ORDER_FLAG.into(), o.at.to_string().into()));
+        if o.shard != 0 {
+            flags.push((SHARD_FLAG.into(), o.shard_hex().into()));
+        }
     }
     let opts = Value::Map(vec![
         ("rooms".into(), str_list(&b.rooms)),
@@ -426,7 +436,7 @@ mod tests {
             epoch: "ab12".into(),
             offset: "1700000000000-7".parse().unwrap(),
         });
-        b.order = Some(1_700_000_000_000_123);
+        b.order = Some(Order::single(1_700_000_000_000_123));
         assert_eq!(e.broadcast, b);
         // The same message as `encode` writes it, keys in another order.
         assert_eq!(decode(&encode("emitter", &b)).unwrap().broadcast, b);

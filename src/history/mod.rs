@@ -73,6 +73,9 @@ pub enum HistoryError {
     /// No connection could be taken from the pool.
     #[error("redis pool: {0}")]
     Pool(#[from] crate::backplane::pool::PoolError),
+    /// No connection to the fleet's Redis (pool or cluster).
+    #[error("{0}")]
+    Backplane(#[from] crate::backplane::BackplaneError),
     /// The script answered something unexpected.
     #[error("unexpected reply: {0}")]
     Reply(&'static str),

@@ -11,6 +11,7 @@ use super::{
 };
 use crate::backplane::{
     room_channel,
+    store::Store,
     stream::{new_epoch, text},
 };
 
@@ -53,14 +54,15 @@ fn entry(v: &Value) -> Option<(Offset, Vec<u8>)> {
 
 /// Room history in Redis, read by the gateway when a client rejoins.
 pub struct RedisHistory {
-    pool: crate::backplane::pool::Pool,
+    store: Store,
     cfg: HistoryConfig,
 }
 
 impl RedisHistory {
-    /// History of the fleet at `pool`, bounded as `cfg` says.
-    pub fn new(pool: crate::backplane::pool::Pool, cfg: HistoryConfig) -> Self {
-        Self { pool, cfg }
+    /// History of the fleet in `store` (one Redis or a cluster: a room's keys share a
+    /// slot), bounded as `cfg` says.
+    pub fn new(store: Store, cfg: HistoryConfig) -> Self {
+        Self { store, cfg }
     }
 }
 
@@ -70,11 +72,11 @@ impl History for RedisHistory {
         room: &str,
         since: Option<Position>,
     ) -> BoxFuture<'static, Result<Recovery, HistoryError>> {
-        let pool = self.pool.clone();
+        let conn = self.store.conn();
         let cfg = self.cfg;
         let channel = room_channel(room);
         async move {
-            let mut conn = pool.get().await?;
+            let mut conn = conn.await?;
             let after = since
                 .as_ref()
                 .map(|p| p.offset.to_string())

@@ -46,23 +46,16 @@ impl Engine {
         })
     }
 
-    /// The same engine, writing one-room updates into room history too (where the
-    /// settings allow it: [`RedisModeArg::history_fits`]).
+    /// The same engine, writing one-room updates into room history too (the script speaks
+    /// the classic adapter's format on one Redis, the sharded adapter's on a cluster).
     pub(crate) fn with_history(
         self,
         history: Option<crate::backplane::stream::HistoryConfig>,
-    ) -> Result<Self, PublishError> {
-        let mode = RedisModeArg {
-            mode: match self {
-                Engine::Single(_) => RedisMode::Standalone,
-                Engine::Cluster(_) => RedisMode::Cluster,
-            },
-        };
-        mode.history_fits(history).map_err(PublishError::Input)?;
-        Ok(match self {
+    ) -> Self {
+        match self {
             Engine::Single(p) => Engine::Single(p.with_history(history)),
-            e @ Engine::Cluster(_) => e,
-        })
+            Engine::Cluster(p) => Engine::Cluster(p.with_history(history)),
+        }
     }
 
     /// Publish one broadcast on its channel, in the format the fleet's adapter reads.

@@ -97,13 +97,14 @@ impl Publisher {
 
     /// The same publisher, keeping every one-room update in the room's history (the
     /// replicas' `--history-size` / `--history-ttl`), so clients that opted in can recover
-    /// it. `None`: plain emitter bytes. Refused for a Redis Cluster (not written there yet).
+    /// it. `None`: plain emitter bytes (the sharded adapter's on a cluster). Never fails
+    /// today; the `Result` keeps room for settings a fleet may refuse.
     pub fn with_history(
         self,
         history: Option<crate::backplane::stream::HistoryConfig>,
     ) -> Result<Self, PublishError> {
         Ok(Self {
-            inner: self.inner.with_history(history)?,
+            inner: self.inner.with_history(history),
             ..self
         })
     }

@@ -20,6 +20,7 @@ use crate::{
         connect::{self, Connector},
         memory::MemoryBackplane,
         redis::RedisBackplane,
+        store::Store,
     },
     config::{Fleet, ServeConfig, SlowConsumer},
     gateway::{self, Gateway, Limits},
@@ -185,7 +186,7 @@ pub async fn run(
 /// gateway to `io`, and keep the sessions alive in a supervised task.
 fn with_recovery(
     gateway: Arc<gateway::Gateway>,
-    sessions: Option<(Arc<dyn SessionStore>, Duration)>,
+    sessions: Option<Sessions>,
     io: &gateway::Io,
     tasks: &mut Tasks,
 ) -> Arc<gateway::Gateway> {
@@ -211,8 +212,11 @@ struct Backend {
     inbound: InboundRx,
     history: Arc<dyn History>,
     /// Stock recovery's sessions and how often to keep them alive, when it is on.
-    sessions: Option<(Arc<dyn SessionStore>, Duration)>,
+    sessions: Option<Sessions>,
 }
+
+/// Stock recovery's session store and how often to keep connected sockets' sessions alive.
+type Sessions = (Arc<dyn SessionStore>, Duration);
 
 /// Start the engine the settings name; its subscriber task joins `tasks`.
 fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, ServeError> {
@@ -236,20 +240,18 @@ fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, Serv
             Fleet::Standalone { url, history } => {
                 let connector = Connector::new(&url, &cfg.redis_conn.settings())?;
                 let (b, rx, task) = RedisBackplane::start(&connector, history)?;
-                let history_cfg = history;
-                let history: Arc<dyn History> = match history {
-                    Some(h) => Arc::new(RedisHistory::new(b.pool().clone(), h)),
-                    None => Arc::new(Unavailable),
-                };
-                if let (Some(away), Some(h)) = (cfg.connection_state_recovery, history_cfg) {
-                    sessions = Some(session_store(b.pool().clone(), away, h));
-                }
+                let store = Store::Single(b.pool().clone());
+                let (history, s) = history_and_sessions(cfg, store, history);
+                sessions = s;
                 (Arc::new(b), rx, history, Some(task))
             }
-            Fleet::Cluster { seeds } => {
+            Fleet::Cluster { seeds, history } => {
                 let tls = connect::tls(&seeds, &cfg.redis_conn.settings())?;
-                let (b, rx, task) = ClusterBackplane::start(&seeds, tls.as_ref())?;
-                (Arc::new(b), rx, Arc::new(Unavailable), Some(task))
+                let (b, rx, task) = ClusterBackplane::start(&seeds, tls.as_ref(), history)?;
+                let store = Store::Cluster(b.publisher().clone());
+                let (history, s) = history_and_sessions(cfg, store, history);
+                sessions = s;
+                (Arc::new(b), rx, history, Some(task))
             }
         };
     if let Some(task) = task {
@@ -263,13 +265,25 @@ fn start_backplane(cfg: &ServeConfig, tasks: &mut Tasks) -> Result<Backend, Serv
     })
 }
 
+/// Room history's reader and, with `--connection-state-recovery`, the session store, on
+/// the fleet's Redis (one or a cluster).
+fn history_and_sessions(
+    cfg: &ServeConfig,
+    store: Store,
+    history: Option<crate::history::HistoryConfig>,
+) -> (Arc<dyn History>, Option<Sessions>) {
+    let Some(h) = history else {
+        return (Arc::new(Unavailable), None);
+    };
+    let sessions = cfg
+        .connection_state_recovery
+        .map(|away| session_store(store.clone(), away, h));
+    (Arc::new(RedisHistory::new(store, h)), sessions)
+}
+
 /// Stock recovery's session store: a session lives `away` after its socket left; a
 /// connected socket's is kept alive twice per `keep_every` (at most 30 s apart).
-fn session_store(
-    pool: crate::backplane::pool::Pool,
-    away: Duration,
-    history: crate::history::HistoryConfig,
-) -> (Arc<dyn SessionStore>, Duration) {
+fn session_store(store: Store, away: Duration, history: crate::history::HistoryConfig) -> Sessions {
     if history.ttl < away {
         tracing::warn!(
             history_ttl = %humantime::format_duration(history.ttl),
@@ -278,7 +292,7 @@ fn session_store(
         );
     }
     let keep_every = (away / 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
-    let store = RedisSessions::new(pool, away, away + keep_every * 2);
+    let store = RedisSessions::new(store, away, away + keep_every * 2);
     (Arc::new(store), keep_every)
 }
 

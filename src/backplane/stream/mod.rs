@@ -46,21 +46,28 @@ impl HistoryConfig {
     }
 }
 
-/// KEYS: stream, meta. ARGV: channel, the message without its last three flags (the
-/// flags map is the last value and its header already counts them), max entries, max age
-/// (ms), the epoch to start if the room has none, the meta's lifetime (ms).
-/// Returns `{receivers, epoch, offset, order}`.
+/// KEYS: stream, meta. ARGV: channel, the message without its last flags (the flags map
+/// is the last value and its header already counts them), max entries, max age (ms), the
+/// epoch to start if the room has none, the meta's lifetime (ms), and `cluster` on a Redis
+/// Cluster (else empty). Returns `{receivers, epoch, offset, order}`.
 ///
 /// The order `g` is Redis time in microseconds, raised above the room's last one (`lg`)
 /// if the clock went back. Scripts run one at a time and each takes more than a
 /// microsecond, so across every room of one Redis `g` follows the publish order, which is
 /// the order a subscriber receives them in: one number tells every room's position of a
 /// client that got everything up to it (stock connection-state recovery,
-/// `crate::history::resume`). Each entry also keeps the room's previous order (`p`), so a
+/// `crate::history::session`). Each entry also keeps the room's previous order (`p`), so a
 /// reader can tell a complete tail from a trimmed one.
+///
+/// On a Redis Cluster each primary has its own clock and a replica one connection per
+/// node, so the order holds per node only: the script also writes its node (`wsgateShard`,
+/// the node id's first 8 hex digits; the entry's `s`, and `q` the previous entry's), and
+/// publishes with `SPUBLISH` (the channel hashes to the keys' slot) in the sharded
+/// adapter's format.
 const PUBLISH: &str = r#"
-local m = redis.call('HMGET', KEYS[2], 'e', 'n', 'ms', 'lg')
-local epoch, seq, last, lg = m[1], 1, 0, tonumber(m[4] or '0')
+local cluster = ARGV[7] == 'cluster'
+local m = redis.call('HMGET', KEYS[2], 'e', 'n', 'ms', 'lg', 'ls')
+local epoch, seq, last, lg, ls = m[1], 1, 0, tonumber(m[4] or '0'), m[5] or '0'
 if epoch then
   seq = tonumber(m[2]) + 1
   last = tonumber(m[3])
@@ -75,13 +82,21 @@ local g = us
 if g <= lg then g = lg + 1 end
 local gs = string.format('%d', g)
 local id = string.format('%d-%d', now, seq)
-local msg = ARGV[2] .. cmsgpack.pack('wsgateEpoch', epoch, 'wsgateOffset', id, 'wsgateOrder', gs)
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], id, 'm', msg, 'g', gs, 'p', string.format('%d', lg))
+local msg, shard, publish = nil, '0', 'PUBLISH'
+if cluster then
+  shard = string.sub(redis.call('CLUSTER', 'MYID'), 1, 8)
+  publish = 'SPUBLISH'
+  msg = ARGV[2] .. cmsgpack.pack('wsgateEpoch', epoch, 'wsgateOffset', id, 'wsgateOrder', gs, 'wsgateShard', shard)
+  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], id, 'm', msg, 'g', gs, 'p', string.format('%d', lg), 's', shard, 'q', ls)
+else
+  msg = ARGV[2] .. cmsgpack.pack('wsgateEpoch', epoch, 'wsgateOffset', id, 'wsgateOrder', gs)
+  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], id, 'm', msg, 'g', gs, 'p', string.format('%d', lg))
+end
 redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', now - tonumber(ARGV[4])))
-redis.call('HSET', KEYS[2], 'e', epoch, 'n', string.format('%d', seq), 'ms', string.format('%d', now), 'id', id, 'lg', gs)
+redis.call('HSET', KEYS[2], 'e', epoch, 'n', string.format('%d', seq), 'ms', string.format('%d', now), 'id', id, 'lg', gs, 'ls', shard)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
-return {redis.call('PUBLISH', ARGV[1], msg), epoch, id, gs}
+return {redis.call(publish, ARGV[1], msg), epoch, id, gs}
 "#;
 
 static PUBLISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PUBLISH));
@@ -101,13 +116,15 @@ pub(crate) fn text(v: &Value) -> Option<String> {
     }
 }
 
-/// Run the publish script for `channel` with `prefix` (see [`super::wire::encode_open`]).
-/// Returns how many subscribers received it and its position.
+/// Run the publish script for `channel` with `prefix` (see [`super::wire::encode_open`],
+/// or [`super::sharded_wire::encode_open`] with `cluster`). Returns how many subscribers
+/// received it and its position.
 pub async fn publish(
-    conn: &mut super::pool::Connection,
+    conn: &mut impl ::redis::aio::ConnectionLike,
     cfg: &HistoryConfig,
     channel: &str,
     prefix: &[u8],
+    cluster: bool,
 ) -> Result<(u64, Position), BackplaneError> {
     let reply: Value = PUBLISH_SCRIPT
         .key(keys::key_for("stream", channel))
@@ -118,6 +135,7 @@ pub async fn publish(
         .arg(cfg.ttl_ms())
         .arg(new_epoch())
         .arg(cfg.epoch_ttl_ms())
+        .arg(if cluster { "cluster" } else { "" })
         .invoke_async(conn)
         .await?;
     let Value::Array(parts) = reply else {

@@ -29,8 +29,8 @@ use std::{
     borrow::Cow,
     collections::HashMap,
     sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
@@ -41,7 +41,10 @@ use tokio::sync::oneshot;
 
 use crate::{
     auth::Identity,
-    backplane::{Broadcast, position::parse_number},
+    backplane::{
+        Broadcast,
+        position::{Clock, Order},
+    },
     gateway::{Ack, Gateway, Socket, connection::close::close_transport},
     history::{
         HistoryError, Reason,
@@ -58,23 +61,73 @@ pub struct Csr {
     store: Arc<dyn SessionStore>,
     /// How often connected sockets' sessions are kept alive.
     keep_every: Duration,
-    /// The order of the last positioned update this replica delivered (at least Redis's
-    /// clock at start-up); 0 until that clock is known, and no session is offered then.
-    order: Arc<AtomicU64>,
+    /// How far this replica got.
+    reached: Arc<Reached>,
 }
 
 impl Csr {
     /// Recovery with sessions in `store`, kept alive every `keep_every`.
     pub fn new(store: Arc<dyn SessionStore>, keep_every: Duration) -> Self {
+        let cluster = store.is_cluster();
         Self {
             store,
             keep_every,
-            order: Arc::new(AtomicU64::new(0)),
+            reached: Arc::new(Reached {
+                clock: Mutex::new(Clock::default()),
+                known: AtomicBool::new(false),
+                cluster,
+            }),
         }
     }
 
     fn ready(&self) -> bool {
-        self.order.load(Ordering::Acquire) > 0
+        self.reached.known.load(Ordering::Acquire)
+    }
+}
+
+/// The largest order this replica delivered, per shard (on one Redis at least Redis's
+/// clock at start-up). Moved by the delivery task only; not known until the store
+/// answered once, and no session is offered before.
+struct Reached {
+    clock: Mutex<Clock>,
+    known: AtomicBool,
+    /// Offsets written for a cluster (`c...`).
+    cluster: bool,
+}
+
+impl Reached {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Clock> {
+        self.clock.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Move up to `order` (if any) and give the offset to send, once known.
+    fn stamp(&self, order: Option<Order>) -> Option<String> {
+        let mut clock = self.lock();
+        if let Some(o) = order {
+            clock.advance(o);
+        }
+        self.known
+            .load(Ordering::Acquire)
+            .then(|| clock.render(self.cluster))
+    }
+
+    /// Where the replica is, once known.
+    fn now(&self) -> Option<Clock> {
+        self.known
+            .load(Ordering::Acquire)
+            .then(|| self.lock().clone())
+    }
+
+    /// Start from the store's answer (never going back).
+    fn seed(&self, start: &Clock) {
+        let mut clock = self.lock();
+        for (shard, at) in start.parts() {
+            clock.advance(Order {
+                shard: *shard,
+                at: *at,
+            });
+        }
+        self.known.store(true, Ordering::Release);
     }
 }
 
@@ -85,7 +138,7 @@ pub struct SessionId(pub Arc<str>);
 /// Set by the middleware when the session can be given back (socket extension).
 #[derive(Clone)]
 pub(crate) struct Resuming {
-    offset: u64,
+    offset: Clock,
     rooms: Vec<(String, u64)>,
     generation: u64,
 }
@@ -93,15 +146,15 @@ pub(crate) struct Resuming {
 /// The `{pid, offset}` a reconnecting stock client sends in its CONNECT `auth`. An offset
 /// that is not one of ours (a string argument the application sent last) counts as none
 /// we can trust: the session is not resumed.
-pub(crate) fn asked(auth: Option<&serde_json::Value>) -> Option<(String, Option<u64>)> {
+pub(crate) fn asked(auth: Option<&serde_json::Value>) -> Option<(String, Option<Clock>)> {
     let auth = auth?;
     let pid = auth.get("pid")?.as_str()?;
     if !valid_pid(pid) {
         return Some((String::new(), None));
     }
     let offset = match auth.get("offset") {
-        None | Some(serde_json::Value::Null) => Some(0),
-        Some(v) => v.as_str().and_then(parse_number),
+        None | Some(serde_json::Value::Null) => Some(Clock::default()),
+        Some(v) => v.as_str().and_then(Clock::parse),
     };
     Some((pid.to_owned(), offset))
 }
@@ -112,7 +165,7 @@ pub(crate) async fn handshake(
     gw: &Gateway,
     socket: &Socket,
     identity: &Identity,
-    asked: Option<(String, Option<u64>)>,
+    asked: Option<(String, Option<Clock>)>,
 ) {
     let Some(csr) = &gw.csr else { return };
     if !csr.ready() {
@@ -146,7 +199,7 @@ async fn attempt(
     csr: &Csr,
     identity: &Identity,
     pid: &str,
-    offset: Option<u64>,
+    offset: Option<Clock>,
 ) -> Result<Resuming, SessionRecovery> {
     // A pid that cannot be ours names no session, whatever the offset says.
     if pid.is_empty() {
@@ -169,7 +222,7 @@ async fn attempt(
             forget(csr, pid, &room);
         }
     }
-    match csr.store.resume(offset, rooms.clone(), true).await {
+    match csr.store.resume(offset.clone(), rooms.clone(), true).await {
         Ok(Resume::Complete { .. }) => Ok(Resuming {
             offset,
             rooms,
@@ -238,11 +291,14 @@ pub(crate) async fn run(gw: Arc<Gateway>, socket: Socket) {
             Err(e) => tracing::warn!(error = %e, "backplane subscribe failed"),
         }
     }
-    let read = csr.store.resume(r.offset, r.rooms.clone(), false).await;
+    let read = csr
+        .store
+        .resume(r.offset.clone(), r.rooms.clone(), false)
+        .await;
     gw.recover
         .send(super::recover::Command::Resume(Command::Finish {
             socket,
-            offset: r.offset,
+            offset: r.offset.clone(),
             read,
         }));
 }
@@ -299,9 +355,9 @@ pub(crate) fn reply(
     send_reply(socket, event, &text, ack, None);
 }
 
-fn send_reply(socket: &Socket, event: &str, text: &str, ack: Ack, offset: Option<u64>) {
+fn send_reply(socket: &Socket, event: &str, text: &str, ack: Ack, offset: Option<String>) {
     let sent = match offset {
-        Some(o) => socket.emit(event, &(text, o.to_string())),
+        Some(o) => socket.emit(event, &(text, o)),
         None => socket.emit(event, &text),
     };
     if let Err(e) = sent {
@@ -319,9 +375,9 @@ pub async fn keep_alive(gw: Arc<Gateway>, io: crate::gateway::Io) {
         return std::future::pending().await;
     };
     loop {
-        match csr.store.now().await {
-            Ok(now) => {
-                csr.order.fetch_max(now, Ordering::AcqRel);
+        match csr.store.start().await {
+            Ok(start) => {
+                csr.reached.seed(&start);
                 break;
             }
             Err(e) => {
@@ -378,7 +434,7 @@ pub enum Command {
         /// The resuming socket.
         socket: Socket,
         /// The client's offset.
-        offset: u64,
+        offset: Clock,
         /// What it missed.
         read: Result<Resume, HistoryError>,
     },
@@ -414,11 +470,12 @@ enum Phase {
     /// to the heads, what comes is sent to the socket here, without what the replay had.
     Catching {
         /// Each room's last order in the replay.
-        heads: HashMap<String, u64>,
-        /// The largest head: once the replica's order reaches it, the socket goes live.
-        upto: u64,
+        heads: HashMap<String, Order>,
+        /// The largest head per shard: once the replica's clock reaches it in every
+        /// shard, the socket goes live.
+        upto: Clock,
         /// The socket's offset so far.
-        at: u64,
+        at: Clock,
     },
 }
 
@@ -438,7 +495,7 @@ const CATCH_AT_MOST: Duration = Duration::from_secs(2);
 /// The delivery task's side: the fleet order, and what is kept for resuming sockets.
 #[derive(Default)]
 pub struct Resumes {
-    order: Option<Arc<AtomicU64>>,
+    reached: Option<Arc<Reached>>,
     holds: HashMap<Sid, Hold>,
 }
 
@@ -448,18 +505,30 @@ fn meant(b: &Broadcast, rooms: &[socketioxide_core::adapter::Room]) -> bool {
         && !rooms.iter().any(|r| b.except.iter().any(|x| x == r))
 }
 
-/// Whether the replay had `b` (a positioned update at or before its room's head).
-fn replayed(b: &Broadcast, heads: &HashMap<String, u64>) -> bool {
+/// Whether the replay had `b` (a positioned update at or before its room's head, in the
+/// head's shard).
+fn replayed(b: &Broadcast, heads: &HashMap<String, Order>) -> bool {
     match (b.order, b.rooms.as_slice()) {
-        (Some(o), [room]) => heads.get(room).is_some_and(|h| o <= *h),
+        (Some(o), [room]) => heads
+            .get(room)
+            .is_some_and(|h| o.shard == h.shard && o.at <= h.at),
         _ => false,
     }
 }
 
+/// Whether `now` reached `upto` in every shard.
+fn caught_up(now: &Clock, upto: &Clock) -> bool {
+    upto.parts()
+        .iter()
+        .all(|(shard, at)| now.get(*shard) >= *at)
+}
+
 /// Send `b` to `socket` with the offset `at` moved to it.
-fn send_at(socket: &Socket, mut b: Broadcast, at: &mut u64) {
-    *at = (*at).max(b.order.unwrap_or(0));
-    b.args.0.push(rmpv::Value::from(at.to_string()));
+fn send_at(socket: &Socket, mut b: Broadcast, at: &mut Clock, cluster: bool) {
+    if let Some(o) = b.order {
+        at.advance(o);
+    }
+    b.args.0.push(rmpv::Value::from(at.render(cluster)));
     if let Err(e) = socket.emit(b.event.as_str(), &b.args) {
         tracing::debug!(sid = %socket.id, error = %e, "could not send a recovered update");
     }
@@ -469,9 +538,13 @@ impl Resumes {
     /// The delivery task's state for `gw` (inert when recovery is off).
     pub fn new(gw: &Gateway) -> Self {
         Self {
-            order: gw.csr.as_ref().map(|c| c.order.clone()),
+            reached: gw.csr.as_ref().map(|c| c.reached.clone()),
             holds: HashMap::new(),
         }
+    }
+
+    fn cluster(&self) -> bool {
+        self.reached.as_ref().is_some_and(|r| r.cluster)
     }
 
     /// A broadcast about to be delivered: resuming sockets keep it (or get it here, without
@@ -482,21 +555,18 @@ impl Resumes {
             // Sockets that caught up before this update get it live; it comes after
             // everything their replay had.
             if let Some(now) = self.now() {
-                self.release(now);
+                self.release(&now);
             }
             self.hold(b);
         }
-        let Some(order) = &self.order else { return };
-        let at = match b.order {
-            Some(o) => order.fetch_max(o, Ordering::AcqRel).max(o),
-            None => order.load(Ordering::Acquire),
-        };
-        if at > 0 {
-            b.args.0.push(rmpv::Value::from(at.to_string()));
+        let Some(reached) = &self.reached else { return };
+        if let Some(at) = reached.stamp(b.order) {
+            b.args.0.push(rmpv::Value::from(at));
         }
     }
 
     fn hold(&mut self, b: &mut Broadcast) {
+        let cluster = self.cluster();
         for h in self.holds.values_mut() {
             if !meant(b, &h.socket.rooms()) {
                 continue;
@@ -505,7 +575,7 @@ impl Resumes {
                 Phase::Holding(kept) => kept.push(Kept::Broadcast(b.clone())),
                 Phase::Catching { heads, at, .. } => {
                     if !replayed(b, heads) {
-                        send_at(&h.socket, b.clone(), at);
+                        send_at(&h.socket, b.clone(), at, cluster);
                     }
                 }
             }
@@ -515,11 +585,13 @@ impl Resumes {
 
     /// Let go of the sockets that caught up with the replica (`order`), and of holds that
     /// lasted too long.
-    fn release(&mut self, order: u64) {
+    fn release(&mut self, now: &Clock) {
         self.holds.retain(|_, h| {
-            let keep = match h.phase {
+            let keep = match &h.phase {
                 Phase::Holding(_) => h.since.elapsed() < HOLD_AT_MOST,
-                Phase::Catching { upto, .. } => order < upto && h.since.elapsed() < CATCH_AT_MOST,
+                Phase::Catching { upto, .. } => {
+                    !caught_up(now, upto) && h.since.elapsed() < CATCH_AT_MOST
+                }
             };
             if !keep {
                 h.socket.leave(RESUMING);
@@ -528,11 +600,8 @@ impl Resumes {
         });
     }
 
-    fn now(&self) -> Option<u64> {
-        self.order
-            .as_ref()
-            .map(|o| o.load(Ordering::Acquire))
-            .filter(|o| *o > 0)
+    fn now(&self) -> Option<Clock> {
+        self.reached.as_ref().and_then(|r| r.now())
     }
 
     /// Apply one command.
@@ -564,14 +633,18 @@ impl Resumes {
             } => match self.holds.get_mut(&socket.id).map(|h| &mut h.phase) {
                 Some(Phase::Holding(kept)) => kept.push(Kept::Reply(event, text, ack)),
                 Some(Phase::Catching { at, .. }) => {
-                    send_reply(&socket, event, &text, ack, Some(*at))
+                    let at = at.render(self.reached.as_ref().is_some_and(|r| r.cluster));
+                    send_reply(&socket, event, &text, ack, Some(at))
                 }
-                None => send_reply(&socket, event, &text, ack, self.now()),
+                None => {
+                    let at = self.reached.as_ref().and_then(|r| r.stamp(None));
+                    send_reply(&socket, event, &text, ack, at)
+                }
             },
         }
     }
 
-    fn finish(&mut self, socket: Socket, offset: u64, read: Result<Resume, HistoryError>) {
+    fn finish(&mut self, socket: Socket, offset: Clock, read: Result<Resume, HistoryError>) {
         let kept = match self.holds.get_mut(&socket.id).map(|h| &mut h.phase) {
             Some(Phase::Holding(kept)) => Some(std::mem::take(kept)),
             _ => None,
@@ -601,29 +674,33 @@ impl Resumes {
         };
         SessionRecovery::Recovered.count();
         metrics::histogram!("wsgate_session_replay_updates").record(replay.len() as f64);
-        tracing::debug!(sid = %socket.id, offset, replay = replay.len(), kept = kept.len(), "session resumed");
+        let cluster = self.cluster();
+        tracing::debug!(sid = %socket.id, offset = %offset.render(cluster), replay = replay.len(), kept = kept.len(), "session resumed");
         let mut at = offset;
         for b in replay {
-            send_at(&socket, b, &mut at);
+            send_at(&socket, b, &mut at, cluster);
         }
         let mut replies = Vec::new();
         for k in kept {
             match k {
                 Kept::Broadcast(b) if replayed(&b, &heads) => {}
-                Kept::Broadcast(b) => send_at(&socket, b, &mut at),
+                Kept::Broadcast(b) => send_at(&socket, b, &mut at, cluster),
                 Kept::Reply(event, text, ack) => replies.push((event, text, ack)),
             }
         }
         for (event, text, ack) in replies {
-            send_reply(&socket, event, &text, ack, Some(at));
+            send_reply(&socket, event, &text, ack, Some(at.render(cluster)));
         }
-        let upto = heads.values().copied().max().unwrap_or(0);
+        let mut upto = Clock::default();
+        for head in heads.values() {
+            upto.advance(*head);
+        }
         if let Some(h) = self.holds.get_mut(&socket.id) {
             h.since = std::time::Instant::now();
             h.phase = Phase::Catching { heads, upto, at };
         }
-        if let Some(order) = self.now() {
-            self.release(order);
+        if let Some(now) = self.now() {
+            self.release(&now);
         }
     }
 }
