@@ -37,6 +37,7 @@ import { createClient } from 'redis';
 import {
   startRedis, startReplica, startHaproxy, runWsgate, gatewayBin, sleep, waitUntil, freePort,
 } from './harness.mjs';
+import { startCluster } from './cluster.mjs';
 
 const ROOMS = ['r0', 'r1', 'r2', 'r3', 'r4'];
 const HIST = ['--history-size', '5000', '--history-ttl', '2m'];
@@ -83,21 +84,51 @@ function cmpOffset(a, b) {
  * Number each room's updates 1, 2, 3... by their offsets, over every update any of
  * `clients` received; sets `n` on each received update. Returns {room: distinct offsets}.
  */
-function numberUpdates(clients) {
+function numberUpdates(clients, key = (room, offset) => offset) {
   const byRoom = {};
   for (const c of clients) {
     for (const [room, list] of Object.entries(c.got)) {
       byRoom[room] ??= new Set();
-      for (const g of list) byRoom[room].add(g.offset);
+      for (const g of list) byRoom[room].add(key(room, g.offset));
     }
   }
   const counts = {};
   for (const [room, set] of Object.entries(byRoom)) {
     const rank = new Map([...set].sort(cmpOffset).map((o, i) => [o, i + 1]));
     counts[room] = rank.size;
-    for (const c of clients) for (const g of c.got[room] ?? []) g.n = rank.get(g.offset);
+    for (const c of clients) for (const g of c.got[room] ?? []) g.n = rank.get(key(room, g.offset));
   }
   return counts;
+}
+
+/**
+ * On a Redis Cluster an offset is `c<shard>.<order>_<shard>.<order>...`: the replica's
+ * progress in every shard. An update of a room is the order in the room's own shard (the
+ * primary owning the room channel's slot), so `key` picks that part. Returns the key
+ * function for `redis` (identity on one Redis).
+ */
+async function updateKeys(redis, rooms) {
+  if (!redis.cluster) return (room, offset) => offset;
+  const node = createClient({ url: `redis://127.0.0.1:${redis.ports[0]}` });
+  await node.connect();
+  const nodes = String(await node.sendCommand(['CLUSTER', 'NODES']));
+  const masters = nodes.split('\n').map((l) => l.trim().split(' ')).filter((f) => f.length > 8 && f[2].includes('master'));
+  const shardOf = {};
+  for (const room of rooms) {
+    const slot = Number(await node.sendCommand(['CLUSTER', 'KEYSLOT', `socket.io#/#${room}#`]));
+    const owner = masters.find((f) => f.slice(8).some((r) => {
+      const [a, b = a] = r.split('-').map(Number);
+      return slot >= a && slot <= b;
+    }));
+    assert.ok(owner, `a primary owns slot ${slot} of ${room}: ${nodes}`);
+    shardOf[room] = owner[0].slice(0, 8);
+  }
+  await node.quit();
+  return (room, offset) => {
+    if (!offset.startsWith('c')) return `not a cluster offset: ${offset}`;
+    const part = offset.slice(1).split('_').find((p) => p.startsWith(`${shardOf[room]}.`));
+    return part ? part.split('.')[1] : `no part for shard ${shardOf[room]}: ${offset}`;
+  };
 }
 
 /** Problems when the clients together did not see exactly `published[room]` distinct offsets. */
@@ -359,13 +390,13 @@ function range(from, to) {
   return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
 }
 
-function publish(redisUrl, room, { count, every = '25ms' }) {
-  return runWsgate(['publish', '--redis-url', redisUrl, '--room', room, '--event', 'update',
+function publish(redis, room, { count, every = '25ms' }) {
+  return runWsgate(['publish', '--redis-url', redis.url, ...(redis.modeArgs ?? []), '--room', room, '--event', 'update',
     '--data', JSON.stringify({ room }), '--count', String(count), '--every', every, ...HIST], { timeoutMs: 90000 });
 }
 
-async function publishAll(redisUrl, rooms, opts) {
-  const res = await Promise.all(rooms.map((r) => publish(redisUrl, r, opts)));
+async function publishAll(redis, rooms, opts) {
+  const res = await Promise.all(rooms.map((r) => publish(redis, r, opts)));
   for (const [i, p] of res.entries()) assert.equal(p.code, 0, `wsgate publish to ${rooms[i]}: ${p.stderr}`);
 }
 
@@ -404,20 +435,26 @@ async function waitFor(fn, timeoutMs) {
 }
 
 function fleetArgs(redis, csr, extra = []) {
-  return ['--redis-url', redis.url, ...HIST, '--connection-state-recovery', csr,
+  return ['--redis-url', redis.url, ...(redis.modeArgs ?? []), ...HIST, '--connection-state-recovery', csr,
     '--drain-window', '1500ms', '--drain-deadline', '4s', '--ping-interval', '10s', '--ping-timeout', '5s', ...extra];
 }
 
+/** A 3-shard Redis Cluster (3 primaries, 3 replicas) as the tests use a Redis. */
+async function startClusterRedis() {
+  const c = await startCluster();
+  return { url: c.seeds, ports: c.ports, cluster: true, modeArgs: ['--redis-mode', 'cluster'], stop: c.stop };
+}
+
 /**
- * Redis, 3 replicas with recovery (30 s) and haproxy in front, for one describe block:
- * started before its tests, torn down after them (with the clients the tests left in
- * `f.clients`).
+ * Redis (`mode`: one, or a 3-shard cluster), 3 replicas with recovery (30 s) and haproxy
+ * in front, for one describe block: started before its tests, torn down after them (with
+ * the clients the tests left in `f.clients`).
  */
-function fleetOf3() {
+function fleetOf3(mode) {
   const f = { redis: null, lb: null, replicas: [], clients: [] };
   before(async () => {
     requireFeature();
-    f.redis = await startRedis();
+    f.redis = mode === 'cluster' ? await startClusterRedis() : await startRedis();
     const ports = await Promise.all([freePort(), freePort(), freePort()]);
     f.replicas = await Promise.all(ports.map((port) => startReplica([...fleetArgs(f.redis, '30s'), ...identity], { port })));
     f.lb = await startHaproxy(ports);
@@ -435,9 +472,14 @@ function fleetOf3() {
 
 const N = Number(process.env.WSGATE_CSR_CLIENTS ?? 500);
 
-describe('(a) rolling SIGTERM-and-restart of 3 replicas behind haproxy', () => {
+// Both fleet tests run on one Redis and on a 3-shard Redis Cluster (the cluster's offsets
+// are one order per shard: `updateKeys`).
+const MODES = (process.env.WSGATE_CSR_MODES ?? 'standalone,cluster').split(',');
+
+for (const mode of MODES) {
+describe(`(a) rolling SIGTERM-and-restart of 3 replicas behind haproxy (${mode} Redis)`, () => {
   const PER_ROOM = 480; // 40 updates/s per room, 200/s over 5 rooms, for 12 s
-  const f = fleetOf3();
+  const f = fleetOf3(mode);
 
   test(`${N} stock clients, 200 updates/s over 5 rooms: every update once, in order; recovered after every reconnection`, { timeout: 100000 }, async (t) => {
     const t0 = Date.now();
@@ -447,7 +489,7 @@ describe('(a) rolling SIGTERM-and-restart of 3 replicas behind haproxy', () => {
     t.diagnostic(`${N} clients live in ${Date.now() - t0} ms`);
 
     const args = [...fleetArgs(f.redis, '30s'), ...identity];
-    const publishing = publishAll(f.redis.url, ROOMS, { count: PER_ROOM });
+    const publishing = publishAll(f.redis, ROOMS, { count: PER_ROOM });
     const scraped = [];
     await sleep(1000);
     for (let i = 0; i < f.replicas.length; i++) {
@@ -469,7 +511,7 @@ describe('(a) rolling SIGTERM-and-restart of 3 replicas behind haproxy', () => {
     scraped.push(...await Promise.all(f.replicas.map((r) => recoveries(r.url))));
     const metrics = addUp(scraped);
 
-    const counts = numberUpdates(f.clients);
+    const counts = numberUpdates(f.clients, await updateKeys(f.redis, ROOMS));
     const { report, problems } = checkClients(f.clients, () => range(1, PER_ROOM));
     problems.unshift(...offsetCountProblems(counts, Object.fromEntries(ROOMS.map((r) => [r, PER_ROOM]))));
     const moved = f.clients.filter((c) => c.connects.length > 1).length;
@@ -486,9 +528,9 @@ describe('(a) rolling SIGTERM-and-restart of 3 replicas behind haproxy', () => {
   });
 });
 
-describe('(b) a replica SIGKILLed under load', () => {
+describe(`(b) a replica SIGKILLed under load (${mode} Redis)`, () => {
   const PER_ROOM = 320; // 8 s at 40 updates/s per room
-  const f = fleetOf3();
+  const f = fleetOf3(mode);
 
   test(`${N} stock clients, 200 updates/s: the killed replica's clients recover everything elsewhere`, { timeout: 80000 }, async (t) => {
     const t0 = Date.now();
@@ -496,7 +538,7 @@ describe('(b) a replica SIGKILLed under load', () => {
     assert.ok(await waitFor(() => f.clients.every((c) => c.live()), 30000),
       `all connected and joined: ${f.clients.filter((c) => !c.live()).length} not; e.g. ${describeClient(f.clients.find((c) => !c.live()) ?? f.clients[0])}`);
     const survivors = [f.replicas[0], f.replicas[2]];
-    const publishing = publishAll(f.redis.url, ROOMS, { count: PER_ROOM });
+    const publishing = publishAll(f.redis, ROOMS, { count: PER_ROOM });
     await sleep(2500);
     const before = addUp(await Promise.all(survivors.map((r) => recoveries(r.url))));
     f.replicas[1].child.kill('SIGKILL');
@@ -510,7 +552,7 @@ describe('(b) a replica SIGKILLed under load', () => {
 
     const moved = f.clients.filter((c) => c.connects.length > 1);
     const back = moved.map((c) => c.connects[1].at - killedAt).sort((a, b) => a - b);
-    const counts = numberUpdates(f.clients);
+    const counts = numberUpdates(f.clients, await updateKeys(f.redis, ROOMS));
     const { report, problems } = checkClients(f.clients, () => range(1, PER_ROOM));
     problems.unshift(...offsetCountProblems(counts, Object.fromEntries(ROOMS.map((r) => [r, PER_ROOM]))));
     const msg = `${report}\n${moved.length} clients were on the killed replica; back after p50 ${back[Math.floor(back.length / 2)]} ms, ` +
@@ -524,6 +566,8 @@ describe('(b) a replica SIGKILLed under load', () => {
     for (const r of RESULTS.filter((x) => x !== 'recovered')) assert.equal(delta[r], 0, `no recovery failed (${r}): ${JSON.stringify(delta)}`);
   });
 });
+
+}
 
 describe('(c)/(d)/(f) away behind a stopped load balancer', () => {
   let redis;
@@ -588,19 +632,19 @@ describe('(c)/(d)/(f) away behind a stopped load balancer', () => {
     clients = Array.from({ length: 16 }, (_, i) => stockClient(lb.url, i % 4 === 3 ? rooms : [rooms[i % 2]],
       i % 2 === 0 ? 'ws' : 'default', { idiom: i % 8 < 4 ? 'join-always' : 'join-unless-recovered' }));
     assert.ok(await waitFor(() => clients.every((c) => c.live()), 10000), 'all joined');
-    await publishAll(redis.url, rooms, { count: 5, every: '5ms' }); // 1..5
+    await publishAll(redis, rooms, { count: 5, every: '5ms' }); // 1..5
     assert.ok(await waitFor(() => has(() => 5), 5000), `updates 1..5:\n${short(() => 5)}`);
 
     const gone = await away();
     await sleep(300);
-    await publishAll(redis.url, rooms, { count: 5, every: '5ms' }); // 6..10, while away
+    await publishAll(redis, rooms, { count: 5, every: '5ms' }); // 6..10, while away
     await sleep(Math.max(0, gone + 2000 + 2000 - Date.now())); // DURATION 2 s, plus 2 s
     await restart();
     const restartedAt = Date.now();
     const backOk = await waitFor(() => clients.every((c) => c.connects.length >= 2 && c.live()), 10000);
     const backAt = Date.now();
     await sleep(500); // a replay, if any, arrives
-    await publishAll(redis.url, rooms, { count: 3, every: '5ms' }); // 11..13, live
+    await publishAll(redis, rooms, { count: 3, every: '5ms' }); // 11..13, live
     const want = (c) => (c === witness ? 13 : 8);
     await waitFor(() => has(want), 5000);
     await sleep(300);
@@ -630,21 +674,21 @@ describe('(c)/(d)/(f) away behind a stopped load balancer', () => {
     const vs = Array.from({ length: 4 }, (_, i) => stockClient(lb.url, ['r1'], i % 2 === 0 ? 'ws' : 'default', { token: 'tokv' }));
     clients = [...us, ...vs];
     assert.ok(await waitFor(() => clients.every((c) => c.live()), 10000), 'all joined');
-    await publishAll(redis.url, ['r0', 'r1'], { count: 3, every: '5ms' }); // 1..3
+    await publishAll(redis, ['r0', 'r1'], { count: 3, every: '5ms' }); // 1..3
     assert.ok(await waitFor(() => has(() => 3), 5000), `updates 1..3:\n${short(() => 3)}`);
 
     await away();
     await sleep(300);
-    await publishAll(redis.url, ['r0', 'r1'], { count: 2, every: '5ms' }); // 4..5, before the revocation
+    await publishAll(redis, ['r0', 'r1'], { count: 2, every: '5ms' }); // 4..5, before the revocation
     await redisCmd.sRem('wsgate:perm:u', 'r1');
     const rv = await runWsgate(['revoke', '--redis-url', redis.url, '--user', 'u', '--project', 'r1']);
     assert.equal(rv.code, 0, `wsgate revoke: ${rv.stderr}`);
     t.diagnostic(`wsgate revoke: ${rv.stdout.trim()}`);
-    await publishAll(redis.url, ['r0', 'r1'], { count: 2, every: '5ms' }); // 6..7, after it
+    await publishAll(redis, ['r0', 'r1'], { count: 2, every: '5ms' }); // 6..7, after it
     await restart();
     const backOk = await waitFor(() => clients.every((c) => c.connects.length >= 2 && c.socket.connected), 10000);
     await sleep(800); // the replay, and the join answers
-    await publishAll(redis.url, ['r0', 'r1'], { count: 2, every: '5ms' }); // 8..9, live
+    await publishAll(redis, ['r0', 'r1'], { count: 2, every: '5ms' }); // 8..9, live
     const want = (c, room) => (c.token === 'tok' && room === 'r1' ? 3 : 9);
     await waitFor(() => has(want), 5000);
     await sleep(300);
@@ -698,7 +742,7 @@ describe('(c)/(d)/(f) away behind a stopped load balancer', () => {
     clients = Array.from({ length: 6 }, (_, i) => stockClient(lb.url, ['r0'], i % 2 === 0 ? 'ws' : 'default',
       { idiom: i % 3 === 2 ? 'join-unless-recovered' : 'join-always' }));
     assert.ok(await waitFor(() => clients.every((c) => c.live()), 10000), 'all joined');
-    await publishAll(redis.url, ['r0'], { count: 3, every: '5ms' }); // r0 1..3
+    await publishAll(redis, ['r0'], { count: 3, every: '5ms' }); // r0 1..3
     assert.ok(await waitFor(() => has((c, r) => (r === 'r0' ? 3 : 0)), 5000), `updates 1..3:\n${short((c, r) => (r === 'r0' ? 3 : 0))}`);
     const answerEvents = new Map(clients.map((c) => [c, []]));
     for (const c of clients) c.socket.on('join_project', (...args) => answerEvents.get(c).push(args));
@@ -708,11 +752,11 @@ describe('(c)/(d)/(f) away behind a stopped load balancer', () => {
     const lastOffsets = countBy(clients, (c) => JSON.stringify(c.socket._lastOffset));
     await away();
     await sleep(300);
-    await publishAll(redis.url, ['r0', 'r1'], { count: 2, every: '5ms' }); // r0 4..5, r1 1..2
+    await publishAll(redis, ['r0', 'r1'], { count: 2, every: '5ms' }); // r0 4..5, r1 1..2
     await restart();
     const backOk = await waitFor(() => clients.every((c) => c.connects.length >= 2 && c.live()), 10000);
     await sleep(500);
-    await publishAll(redis.url, ['r0', 'r1'], { count: 1, every: '5ms' }); // r0 6, r1 3, live
+    await publishAll(redis, ['r0', 'r1'], { count: 1, every: '5ms' }); // r0 6, r1 3, live
     const want = (c, r) => (r === 'r0' ? 6 : 3);
     await waitFor(() => has(want), 5000);
     await sleep(300);
