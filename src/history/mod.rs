@@ -129,15 +129,26 @@ pub fn judge(
         if offset.seq != since.offset.seq + 1 + i as u64 {
             return Outcome::Lost(Reason::Trimmed);
         }
-        match crate::backplane::wire::decode(&bytes) {
-            Ok(env) if env.broadcast.position.as_ref().map(|p| p.offset) == Some(offset) => {
-                out.push(env.broadcast)
-            }
+        match decode_entry(&bytes) {
+            Some(b) if b.position.as_ref().map(|p| p.offset) == Some(offset) => out.push(b),
             // Not a message this history wrote: do not guess.
             _ => return Outcome::Lost(Reason::Unavailable),
         }
     }
     Outcome::Recovered(out)
+}
+
+/// A stream entry's message: the emitter's format on one Redis, the sharded adapter's on a
+/// cluster.
+pub(crate) fn decode_entry(bytes: &[u8]) -> Option<Broadcast> {
+    use crate::backplane::sharded_wire::{self, Message};
+    if let Ok(env) = crate::backplane::wire::decode(bytes) {
+        return Some(env.broadcast);
+    }
+    match sharded_wire::decode(bytes) {
+        Ok(Message::Broadcast { broadcast, .. }) => Some(broadcast),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -518,7 +518,7 @@ fn judge(
                 continue; // a check
             }
             let order = number(order).ok_or(HistoryError::Reply("resume: order"))?;
-            match decode_entry(bytes) {
+            match super::decode_entry(bytes) {
                 Some(b) if b.order.map(|o| o.at) == Some(order) => replay.push(b),
                 // Not a message this history wrote: do not guess.
                 _ => return Ok(Resume::Lost(Reason::Unavailable)),
@@ -528,19 +528,6 @@ fn judge(
     // Each shard's updates in its order; shards interleaved by time.
     replay.sort_by_key(|b| b.order.map(|o| (o.at, o.shard)));
     Ok(Resume::Complete { replay, heads })
-}
-
-/// A stream entry's message: the emitter's format on one Redis, the sharded adapter's on a
-/// cluster.
-fn decode_entry(bytes: &[u8]) -> Option<Broadcast> {
-    use crate::backplane::sharded_wire::{self, Message};
-    if let Ok(env) = crate::backplane::wire::decode(bytes) {
-        return Some(env.broadcast);
-    }
-    match sharded_wire::decode(bytes) {
-        Ok(Message::Broadcast { broadcast, .. }) => Some(broadcast),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ import http from 'node:http';
 import { io } from 'socket.io-client';
 import { Server } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
+import { startCluster } from './cluster.mjs';
 import { Emitter } from '@socket.io/redis-emitter';
 import { createClient } from 'redis';
 import {
@@ -61,8 +62,10 @@ function recoveringClient(url, room, opts = {}) {
 
 const range = (epoch, from, to) => Array.from({ length: to - from + 1 }, (_, i) => `${epoch}/${from + i}`);
 
-function publish(redisUrl, room, { count, every = '25ms', history = ['--history-size', '1000', '--history-ttl', '1m'], data = '{"v":1}' }) {
-  return runWsgate(['publish', '--redis-url', redisUrl, '--room', room, '--event', 'update', '--data', data,
+/** `redis`: a URL, or `{url, modeArgs}` (a Redis Cluster: `--redis-mode cluster`). */
+function publish(redis, room, { count, every = '25ms', history = ['--history-size', '1000', '--history-ttl', '1m'], data = '{"v":1}' }) {
+  const target = typeof redis === 'string' ? [redis] : [redis.url, ...redis.modeArgs];
+  return runWsgate(['publish', '--redis-url', ...target, '--room', room, '--event', 'update', '--data', data,
     '--count', String(count), '--every', every, ...history], { timeoutMs: 60000 });
 }
 
@@ -71,23 +74,40 @@ async function epochOf(c) {
   return c.answers.at(-1).position.epoch;
 }
 
+/** The client with the fewest updates, told in full (for timeouts). */
+function slowest(clients) {
+  const c = clients.reduce((a, b) => (b.got.length < a.got.length ? b : a));
+  const seqs = c.got.map((g) => g.split('/').at(-1));
+  const gaps = seqs.filter((s, i) => i > 0 && Number(s) !== Number(seqs[i - 1]) + 1).slice(0, 5);
+  return `${c.got.length} in ${c.room}, connected ${c.socket.connected}, resets ${JSON.stringify(c.resets)}, ` +
+    `answers ${JSON.stringify(c.answers).slice(0, 600)}, first jumps to ${gaps.join(' ')}, last ${seqs.slice(-3).join(' ')}`;
+}
+
 function closeClients(clients) {
   for (const c of clients) { try { c.socket.close(); } catch { /* ignore */ } }
 }
 
 // ===========================================================================
 
-describe('a fleet behind haproxy: rolling restart and replica loss', () => {
-  const N = 500;
-  const PER_ROOM = 480; // 40 updates/s per room, 200/s in all, for 12 s
+// On one Redis, and on a 3-shard Redis Cluster (fewer clients and updates: the same paths).
+for (const mode of ['standalone', 'cluster']) {
+describe(`a fleet behind haproxy: rolling restart and replica loss (${mode} Redis)`, () => {
+  const N = mode === 'cluster' ? 200 : 500;
+  const PER_ROOM = mode === 'cluster' ? 240 : 480; // 40 updates/s per room, 200/s in all, for 12 s (6 s)
   let redis;
   let lb;
   let replicas = [];
   let clients = [];
   let args;
   before(async () => {
-    redis = await startRedis();
-    args = ['--redis-url', redis.url, ...identity, '--history-size', '1000', '--history-ttl', '1m',
+    if (mode === 'cluster') {
+      const c = await startCluster();
+      redis = { url: c.seeds, modeArgs: ['--redis-mode', 'cluster'], stop: c.stop };
+    } else {
+      redis = await startRedis();
+      redis.modeArgs = [];
+    }
+    args = ['--redis-url', redis.url, ...redis.modeArgs, ...identity, '--history-size', '1000', '--history-ttl', '1m',
       '--drain-window', '1500ms', '--drain-deadline', '4s'];
     const ports = await Promise.all([freePort(), freePort(), freePort()]);
     replicas = await Promise.all(ports.map((port) => startReplica(args, { port })));
@@ -105,7 +125,7 @@ describe('a fleet behind haproxy: rolling restart and replica loss', () => {
     await waitUntil(() => clients.every((c) => c.answers.length === 1), { timeoutMs: 30000, what: 'all joined' });
     const epochs = Object.fromEntries(await Promise.all(ROOMS.map(async (r) => [r, await epochOf(clients.find((c) => c.room === r))])));
 
-    const publishing = Promise.all(ROOMS.map((r) => publish(redis.url, r, { count: PER_ROOM })));
+    const publishing = Promise.all(ROOMS.map((r) => publish(redis, r, { count: PER_ROOM })));
     await sleep(1000);
     for (let i = 0; i < replicas.length; i++) {
       const old = replicas[i];
@@ -118,7 +138,7 @@ describe('a fleet behind haproxy: rolling restart and replica loss', () => {
     for (const p of await publishing) assert.equal(p.code, 0, p.stderr);
 
     await waitUntil(() => clients.every((c) => c.got.length >= PER_ROOM), {
-      timeoutMs: 30000, what: `all ${PER_ROOM} updates (slowest: ${Math.min(...clients.map((c) => c.got.length))})`,
+      timeoutMs: 30000, what: `all ${PER_ROOM} updates (slowest: ${slowest(clients)})`,
     });
     await sleep(300);
     const moved = clients.filter((c) => c.answers.length > 1).length;
@@ -134,13 +154,13 @@ describe('a fleet behind haproxy: rolling restart and replica loss', () => {
     const before = Object.fromEntries(ROOMS.map((r) => [r, clients.find((c) => c.room === r).got.length]));
     const answersBefore = clients.map((c) => c.answers.length);
     const MORE = 200;
-    const publishing = Promise.all(ROOMS.map((r) => publish(redis.url, r, { count: MORE })));
+    const publishing = Promise.all(ROOMS.map((r) => publish(redis, r, { count: MORE })));
     await sleep(1500);
     replicas[1].child.kill('SIGKILL');
     await replicas[1].exited;
     for (const p of await publishing) assert.equal(p.code, 0, p.stderr);
     await waitUntil(() => clients.every((c) => c.got.length >= before[c.room] + MORE), {
-      timeoutMs: 30000, what: `all updates after the kill (slowest: ${Math.min(...clients.map((c) => c.got.length))})`,
+      timeoutMs: 30000, what: `all updates after the kill (slowest: ${slowest(clients)})`,
     });
     await sleep(300);
     const killedClients = clients.filter((c, i) => c.answers.length > answersBefore[i]);
@@ -153,6 +173,7 @@ describe('a fleet behind haproxy: rolling restart and replica loss', () => {
     for (const c of killedClients) assert.equal(c.answers.at(-1).recovered, true);
   });
 });
+}
 
 describe('Redis lost and restarted without persistence', () => {
   let redis;
