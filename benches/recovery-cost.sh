@@ -7,6 +7,7 @@
 #
 #   benches/recovery-cost.sh                     # release build, CLIENTS=5000, 2 rounds
 #   BIN=target/debug/wsgate CLIENTS=2000 benches/recovery-cost.sh
+#   MODE=cluster benches/recovery-cost.sh        # a one-node Redis Cluster holding every slot
 #
 # A benchmark, not a test: figures depend on the machine and on what else runs on it; the
 # off/on ratio within one run is the figure to keep. The cost per publish is
@@ -20,15 +21,30 @@ if [ -z "${BIN:-}" ]; then
   BIN=target/release/wsgate
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+# Below 55536: a cluster node also listens on its port + 10000.
+free_port() { python3 -c '
+import socket
+while True:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]
+    if p < 55000: print(p); break'; }
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+MODE=${MODE:-standalone}
 rport=$(free_port)
-redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning >/dev/null &
+work=$(mktemp -d)
+cluster=(); mode_args=()
+if [ "$MODE" = cluster ]; then
+  cluster=(--cluster-enabled yes --cluster-config-file "$work/nodes.conf" --dir "$work")
+  mode_args=(--redis-mode cluster)
+fi
+redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning "${cluster[@]}" >/dev/null &
 rpid=$!
 gpid=
 trap 'kill $rpid $gpid 2>/dev/null || true' EXIT
 sleep 0.3
-work=$(mktemp -d)
+if [ "$MODE" = cluster ]; then
+  redis-cli -p "$rport" cluster addslotsrange 0 16383 >/dev/null
+  until redis-cli -p "$rport" cluster info | grep -q cluster_state:ok; do sleep 0.1; done
+fi
 echo '{"bench-token": "bench-user"}' >"$work/tokens.json"
 rooms=(r0 r1 r2 r3 r4 r5 r6 r7 r8 r9)
 python3 -c 'import json,sys; print(json.dumps({"bench-user": sys.argv[1:]}))' "${rooms[@]}" >"$work/perms.json"
@@ -40,7 +56,7 @@ for round in $(seq 1 "$ROUNDS"); do
     gport=$(free_port)
     extra=()
     [ "$mode" = on ] && extra=(--connection-state-recovery 2m)
-    "$BIN" serve --listen "127.0.0.1:$gport" --redis-url "redis://127.0.0.1:$rport" \
+    "$BIN" serve --listen "127.0.0.1:$gport" --redis-url "redis://127.0.0.1:$rport" "${mode_args[@]}" \
       --tokens "$work/tokens.json" --permissions "$work/perms.json" \
       --history-size 1000 --max-connections 0 "${extra[@]}" >/dev/null 2>"$work/serve.log" &
     gpid=$!
