@@ -195,6 +195,37 @@ mod tests {
     }
 
     #[test]
+    fn cluster_entries_in_the_sharded_format_are_replayed_too() {
+        // What the cluster history script stores: the sharded adapter's message.
+        let (offset, classic) = entry(2);
+        let b = crate::backplane::wire::decode(&classic).unwrap().broadcast;
+        let mut sharded = crate::backplane::sharded_wire::encode_open("emitter", &b);
+        let offset_text = offset.to_string();
+        for v in ["wsgateEpoch", "e", "wsgateOffset", &offset_text] {
+            rmpv::encode::write_value(&mut sharded, &rmpv::Value::from(v)).unwrap();
+        }
+        for v in ["wsgateOrder", "7", "wsgateShard", "0a1b2c3d"] {
+            rmpv::encode::write_value(&mut sharded, &rmpv::Value::from(v)).unwrap();
+        }
+        let mut b = b;
+        b.order = Some(crate::backplane::position::Order {
+            shard: 0x0a1b_2c3d,
+            at: 7,
+        });
+        let got = judge(
+            &pos("e", 101, 1),
+            "e",
+            Offset { ms: 102, seq: 2 },
+            vec![(offset, sharded)],
+        );
+        assert!(
+            matches!(&got, Outcome::Recovered(v) if *v == [b]),
+            "{got:?}"
+        );
+        assert!(decode_entry(b"not a message").is_none());
+    }
+
+    #[test]
     fn judge_refuses_what_it_cannot_prove() {
         let head = Offset { ms: 103, seq: 3 };
         let lost = |since, entries| match judge(&since, "e", head, entries) {

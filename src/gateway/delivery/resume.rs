@@ -704,3 +704,61 @@ impl Resumes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn positioned(room: &str, shard: u32, at: u64) -> Broadcast {
+        Broadcast {
+            rooms: vec![room.into()],
+            order: Some(Order { shard, at }),
+            ..Broadcast::default()
+        }
+    }
+
+    #[test]
+    fn the_replay_had_an_update_only_at_or_before_its_head_in_the_same_shard() {
+        let heads = HashMap::from([("r".to_owned(), Order { shard: 1, at: 50 })]);
+        assert!(replayed(&positioned("r", 1, 50), &heads));
+        assert!(!replayed(&positioned("r", 1, 51), &heads));
+        // Another shard ordered it (the room moved): not comparable, so not in the replay.
+        assert!(!replayed(&positioned("r", 2, 10), &heads));
+        assert!(!replayed(&positioned("other", 1, 10), &heads));
+        assert!(!replayed(&Broadcast::default(), &heads));
+    }
+
+    #[test]
+    fn caught_up_in_every_shard_of_the_heads() {
+        let mut upto = Clock::default();
+        upto.advance(Order { shard: 1, at: 50 });
+        upto.advance(Order { shard: 2, at: 70 });
+        let mut now = Clock::default();
+        now.advance(Order { shard: 1, at: 60 });
+        assert!(!caught_up(&now, &upto));
+        now.advance(Order { shard: 2, at: 70 });
+        assert!(caught_up(&now, &upto));
+        assert!(caught_up(&Clock::default(), &Clock::default()));
+    }
+
+    #[test]
+    fn offsets_are_decimal_on_one_redis_and_per_shard_on_a_cluster() {
+        let reached = |cluster| Reached {
+            clock: Mutex::new(Clock::default()),
+            known: AtomicBool::new(false),
+            cluster,
+        };
+        let one = reached(false);
+        assert_eq!(one.stamp(Some(Order::single(5))), None, "not known yet");
+        one.seed(&Clock::single(3));
+        assert_eq!(one.stamp(None).as_deref(), Some("5"));
+        let many = reached(true);
+        many.seed(&Clock::default());
+        assert_eq!(many.stamp(None).as_deref(), Some("c"));
+        many.stamp(Some(Order { shard: 2, at: 9 }));
+        assert_eq!(
+            many.stamp(Some(Order { shard: 1, at: 4 })).as_deref(),
+            Some("c00000001.4_00000002.9")
+        );
+    }
+}
