@@ -95,6 +95,23 @@ describe('mixed fleet on Redis Cluster: Node createShardedAdapter + 2 wsgate rep
     for (const c of [nodeClient, w1, w2]) assert.equal(c.rec.of('cli').filter((a) => a[0]?.id === id).length, 1);
   });
 
+  test('a publish with room history (the sharded format in msgpack, history flags appended) reaches Node and both replicas once', async () => {
+    const id = nonce();
+    const r = await runWsgate(['publish', '--redis-mode', 'cluster', '--redis-url', cluster.seeds,
+      '--history-size', '100', '--room', 'project_two', '--event', 'hist', '--data', JSON.stringify({ id })]);
+    assert.equal(r.code, 0, r.stderr);
+    await waitUntil(() => [nodeClient, w1, w2].every((c) => c.rec.of('hist').some((a) => a[0]?.id === id)),
+      { timeoutMs: 5000, what: '"hist" at Node and wsgate clients' });
+    await sleep(400);
+    for (const c of [nodeClient, w1, w2]) {
+      const got = c.rec.of('hist').filter((a) => a[0]?.id === id);
+      assert.equal(got.length, 1);
+      // The flags are the adapter's business: clients get the data only (these replicas
+      // run without recovery, so no offset is added either).
+      assert.deepEqual(got[0], [{ id }]);
+    }
+  });
+
   test('socketsJoin and fetchSockets from the Node server are acted on and answered by wsgate', async () => {
     // socketsJoin puts the wsgate clients into a new room fleet-wide...
     io.in('project_two').socketsJoin('extra_room');
