@@ -733,7 +733,7 @@ describe('(c)/(d)/(f) away behind a stopped load balancer', () => {
     assert.equal(metrics.recovered, clients.length, `every return counted as recovered: ${JSON.stringify(metrics)}`);
   });
 
-  test('(f) the last event before leaving was a join answer (a string, which socket.io-client keeps as its offset): still recovered', { timeout: 30000 }, async (t) => {
+  test('(f) the last event before leaving was a join answer (a string, which socket.io-client keeps as its offset): still recovered', { timeout: 45000 }, async (t) => {
     // socket.io-client takes the last string argument of ANY event as its offset; the
     // `join_project` answer event ("You have joined r1!") is one, unless the server gives it
     // an offset too. The client sends back whatever it kept.
