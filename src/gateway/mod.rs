@@ -126,6 +126,12 @@ impl Gateway {
         self.csr.is_some()
     }
 
+    /// Whether the replica can offer sessions to new connections: always without stock
+    /// recovery; with it, once the session store answered (its clock is known).
+    pub fn sessions_ready(&self) -> bool {
+        self.csr.as_ref().is_none_or(resume::Csr::ready)
+    }
+
     /// Register the default namespace's middleware and handlers on `io`.
     pub fn attach(self: &Arc<Self>, io: &Io) {
         let on_connect = {

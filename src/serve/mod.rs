@@ -75,12 +75,14 @@ pub enum ServeError {
     },
 }
 
-/// Ready while the backplane is connected, no background task has ended, and the replica
-/// is not draining.
+/// Ready while the backplane is connected, no background task has ended, the replica is
+/// not draining, and (with stock recovery) it can offer sessions: a client sent to a
+/// replica that cannot yet would get no `pid`, and so no recovery on its next return.
 struct ReplicaReadiness {
     backplane: Arc<dyn Backplane>,
     shutdown: Shutdown,
     failed: Failed,
+    gateway: Arc<gateway::Gateway>,
 }
 
 impl Readiness for ReplicaReadiness {
@@ -89,6 +91,8 @@ impl Readiness for ReplicaReadiness {
             Err("draining")
         } else if self.failed.task().is_some() {
             Err("a background task ended")
+        } else if !self.gateway.sessions_ready() {
+            Err("connection-state recovery not ready (session store not reached yet)")
         } else if self.backplane.is_ready() {
             Ok(())
         } else {
@@ -149,6 +153,7 @@ pub async fn run(
         backplane: fleet.backplane,
         shutdown: shutdown.clone(),
         failed: tasks.failed(),
+        gateway: gateway.clone(),
     });
     tasks.spawn("readiness", publish_readiness(readiness.clone()));
 

@@ -80,7 +80,9 @@ impl Csr {
         }
     }
 
-    fn ready(&self) -> bool {
+    /// Whether sessions can be offered: the store answered once, so this replica knows
+    /// where it stands in the fleet order.
+    pub fn ready(&self) -> bool {
         self.reached.known.load(Ordering::Acquire)
     }
 }
