@@ -180,6 +180,14 @@ impl<T> Permit<'_, T> {
     }
 }
 
+impl<T> Permit<'_, T> {
+    /// wsgate hunk 8: whether this permit's slot is the only one in use, so that nothing is
+    /// queued (or about to be) before its packet.
+    pub(crate) fn is_alone(&self) -> bool {
+        self.shared.used.load(Ordering::Acquire) == 1
+    }
+}
+
 impl<T> Drop for Permit<'_, T> {
     fn drop(&mut self) {
         self.shared.used.fetch_sub(1, Ordering::AcqRel);
@@ -230,6 +238,31 @@ impl<T> Receiver<T> {
             Ok(value) => Poll::Ready(Some(value)),
             Err(TryRecvError::Disconnected) => Poll::Ready(None),
             Err(TryRecvError::Empty) => Poll::Pending,
+        }
+    }
+
+    /// wsgate hunk 8: ready when a packet is queued (`true`) or the queue is closed and
+    /// empty (`false`), without taking the packet: the websocket writer takes its sink
+    /// before it takes a packet, so that no sender writes past a packet it holds.
+    pub(crate) fn poll_queued(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let queued = |shared: &Shared<T>| {
+            if shared.used.load(Ordering::Acquire) == 0 && !shared.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            let items = shared.lock();
+            match (items.is_empty(), shared.closed.load(Ordering::Acquire)) {
+                (false, _) => Some(true),
+                (true, true) => Some(false),
+                (true, false) => None,
+            }
+        };
+        if let Some(queued) = queued(&self.shared) {
+            return Poll::Ready(queued);
+        }
+        self.shared.rx_waker.register(cx.waker());
+        match queued(&self.shared) {
+            Some(queued) => Poll::Ready(queued),
+            None => Poll::Pending,
         }
     }
 

@@ -58,13 +58,13 @@ use std::{
     collections::VecDeque,
     fmt::Debug,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, AtomicU8, Ordering},
     },
     time::Duration,
 };
 
-use crate::{config::EngineIoConfig, errors::Error, queue};
+use crate::{config::EngineIoConfig, direct::DirectWrite, errors::Error, queue};
 use bytes::Bytes;
 use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Str, TransportType};
 use futures_util::FutureExt;
@@ -113,17 +113,34 @@ impl From<&Error> for Option<DisconnectReason> {
 pub struct Permit<'a> {
     // wsgate hunk 5: a slot of the socket's own queue (`crate::queue`)
     inner: queue::Permit<'a, QueuedPackets>,
+    // wsgate hunk 8: the websocket's shared sink, when the session has one
+    direct: Option<&'a dyn DirectWrite>,
 }
 impl Permit<'_> {
     /// Consume the permit and emit a message to the client.
     #[inline]
     pub fn emit(self, msg: Str) {
-        self.inner.send(QueuedPackets::Message(msg));
+        self.send(QueuedPackets::Message(msg));
     }
     /// Consume the permit and emit a binary message to the client.
     #[inline]
     pub fn emit_binary(self, data: Bytes) {
-        self.inner.send(QueuedPackets::Binary(data));
+        self.send(QueuedPackets::Binary(data));
+    }
+
+    /// wsgate hunk 8: write the packet at once when nothing is queued before it (this
+    /// permit's slot is the only one in use) and the websocket's sink is free; queue it
+    /// otherwise. Written directly, the permit's slot is given back when it drops.
+    #[inline]
+    fn send(self, packets: QueuedPackets) {
+        let packets = match self.direct {
+            Some(direct) if self.inner.is_alone() => match direct.try_write(packets) {
+                Ok(()) => return,
+                Err(packets) => packets,
+            },
+            _ => packets,
+        };
+        self.inner.send(packets);
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -287,6 +304,10 @@ where
     /// A cancellation token that will be triggered when the socket is being closed.
     pub(crate) cancellation_token: CancellationToken,
 
+    /// wsgate hunk 8: the sink of a session opened on a websocket, shared with its writer
+    /// task, so that a packet for an idle socket is written without waking that task.
+    pub(crate) direct: OnceLock<Arc<dyn DirectWrite>>,
+
     /// Function to call when the socket is closed
     close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
     /// User data bound to the socket
@@ -328,6 +349,7 @@ where
 
             heartbeat_tx: Notify::new(),
             cancellation_token: CancellationToken::new(),
+            direct: OnceLock::new(),
 
             close_fn,
 
@@ -498,7 +520,10 @@ where
     #[inline]
     pub fn reserve(&self) -> Result<Permit<'_>, TrySendError<()>> {
         let permit = self.internal_tx.try_reserve()?;
-        Ok(Permit { inner: permit })
+        Ok(Permit {
+            inner: permit,
+            direct: self.direct.get().map(|d| &**d),
+        })
     }
 
     /// Emits a message to the client.
@@ -684,6 +709,7 @@ where
 
             heartbeat_tx: Notify::new(),
             cancellation_token: CancellationToken::new(),
+            direct: OnceLock::new(),
             close_fn,
 
             data: D::default(),
