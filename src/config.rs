@@ -582,6 +582,12 @@ pub struct ServeConfig {
     #[arg(long, env = "WSGATE_MAX_BUFFER", default_value_t = 4096)]
     pub max_buffer: usize,
 
+    /// Bytes queued per socket past which it counts as a slow consumer too (e.g. `16MiB`):
+    /// the bound in memory whatever the messages' size (DESIGN.md section 5). The update that
+    /// crosses it is still queued; the next one finds the queue full.
+    #[arg(long, env = "WSGATE_MAX_BUFFER_BYTES", default_value = "16MiB", value_parser = parse_buffer_bytes)]
+    pub max_buffer_bytes: usize,
+
     /// Send each frame at once (TCP_NODELAY) instead of letting Nagle's algorithm hold a
     /// small frame until the previous one is acknowledged. Measured at 66,700 deliveries/s:
     /// worst latency 15–20 ms instead of 25–45 ms, for 5–15 % more CPU per delivery.
@@ -865,6 +871,14 @@ fn parse_buffer(s: &str) -> Result<usize, String> {
         .ok()
         .filter(|n| (256..=16 << 20).contains(n))
         .ok_or_else(|| "expected a size between 256 and 16MiB".into())
+}
+
+fn parse_buffer_bytes(s: &str) -> Result<usize, String> {
+    let n = parse_size(s)?;
+    usize::try_from(n)
+        .ok()
+        .filter(|n| *n >= 1024)
+        .ok_or_else(|| "expected a size of at least 1KiB".into())
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {

@@ -64,7 +64,12 @@ use std::{
     time::Duration,
 };
 
-use crate::{config::EngineIoConfig, direct::DirectWrite, errors::Error, queue};
+use crate::{
+    config::EngineIoConfig,
+    direct::{self, DirectWrite},
+    errors::Error,
+    queue,
+};
 use bytes::Bytes;
 use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Str, TransportType};
 use futures_util::FutureExt;
@@ -114,7 +119,7 @@ pub struct Permit<'a> {
     // wsgate hunk 5: a slot of the socket's own queue (`crate::queue`)
     inner: queue::Permit<'a, QueuedPackets>,
     // wsgate hunk 8: the websocket's shared sink, when the session has one
-    direct: Option<&'a dyn DirectWrite>,
+    direct: Option<&'a Arc<dyn DirectWrite>>,
 }
 impl Permit<'_> {
     /// Consume the permit and emit a message to the client.
@@ -134,7 +139,7 @@ impl Permit<'_> {
     #[inline]
     fn send(self, packets: QueuedPackets) {
         let packets = match self.direct {
-            Some(direct) if self.inner.is_alone() => match direct.try_write(packets) {
+            Some(direct) if self.inner.is_alone() => match direct::write(direct, packets) {
                 Ok(()) => return,
                 Err(packets) => packets,
             },
@@ -180,6 +185,18 @@ pub(crate) enum QueuedPackets {
     Message(Str),
     Binary(Bytes),
     Other(Box<PacketBuf>),
+}
+
+/// wsgate hunk 9: a queued entry weighs the bytes of its packets' payloads.
+impl queue::Weigh for QueuedPackets {
+    #[inline]
+    fn weight(&self) -> usize {
+        match self {
+            Self::Message(msg) => msg.len(),
+            Self::Binary(data) => data.len(),
+            Self::Other(packets) => packets.iter().map(|p| p.get_size_hint(false)).sum(),
+        }
+    }
 }
 
 impl From<Packet> for QueuedPackets {
@@ -333,7 +350,8 @@ where
         supports_binary: bool,
     ) -> Self {
         // wsgate hunk 5
-        let (internal_tx, internal_rx) = queue::channel(config.max_buffer_size);
+        let (internal_tx, internal_rx) =
+            queue::channel(config.max_buffer_size, config.max_buffer_bytes);
         let (volatile_tx, volatile_rx) = watch::channel(None);
 
         Self {
@@ -522,7 +540,7 @@ where
         let permit = self.internal_tx.try_reserve()?;
         Ok(Permit {
             inner: permit,
-            direct: self.direct.get().map(|d| &**d),
+            direct: self.direct.get(),
         })
     }
 
@@ -693,7 +711,7 @@ where
         buffer_size: usize,
     ) -> (Arc<Socket<D>>, tokio::sync::mpsc::Receiver<Packet>) {
         // wsgate hunk 5
-        let (internal_tx, internal_rx) = queue::channel(buffer_size);
+        let (internal_tx, internal_rx) = queue::channel(buffer_size, usize::MAX);
         let (volatile_tx, volatile_rx) = watch::channel(None);
 
         let sock = Self {

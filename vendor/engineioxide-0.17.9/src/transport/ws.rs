@@ -804,4 +804,71 @@ mod tests {
         socket.cancellation_token.cancel();
         tokio::time::timeout(TIMEOUT, writer).await.unwrap().unwrap();
     }
+
+    /// wsgate hunk 8: inside `write_batch`, direct writes wait for the end of the poll and
+    /// are flushed together, in order.
+    #[tokio::test]
+    async fn a_batch_flushes_its_sockets_when_its_poll_ends() {
+        use futures_util::FutureExt;
+        let socket = socket();
+        let (server, mut client) = ws_pair().await;
+        let (tx, _rx) = server.split();
+        let sink = shared(&socket, tx);
+        socket.direct.set(sink.clone()).ok();
+
+        crate::write_batch(async {
+            for msg in ["a", "b", "c"] {
+                socket.reserve().unwrap().emit(Str::from(msg));
+            }
+            assert!(client.next().now_or_never().is_none(), "not flushed yet");
+        })
+        .await;
+        for expected in ["4a", "4b", "4c"] {
+            let msg = tokio::time::timeout(TIMEOUT, client.next()).await;
+            assert_eq!(msg.unwrap().unwrap().unwrap(), Message::text(expected));
+        }
+        // Outside a batch, a packet is flushed at once.
+        socket.reserve().unwrap().emit(Str::from("d"));
+        let msg = client.next().now_or_never().expect("flushed").unwrap().unwrap();
+        assert_eq!(msg, Message::text("4d"));
+    }
+
+    /// wsgate hunk 8: over TCP too, an idle socket's packets are written directly, also past
+    /// the 128 I/O polls of tokio's cooperative budget for one task poll (300 writes here).
+    #[tokio::test]
+    async fn over_tcp_an_idle_socket_is_written_by_its_sender() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            WebSocketStream::from_raw_socket(stream, Role::Client, None).await
+        });
+        let (server, _) = listener.accept().await.unwrap();
+        let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+        let mut client = client.await.unwrap();
+        let socket = socket();
+        let (tx, _rx) = server.split();
+        let sink = Arc::new(SharedSink::new(tx, false, socket.cancellation_token.clone()));
+        socket.direct.set(sink.clone()).ok();
+        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), sink));
+
+        // A packet through the queue first (as a session's first packets are).
+        socket.send(Packet::Ping).unwrap();
+        let msg = tokio::time::timeout(TIMEOUT, client.next()).await;
+        assert_eq!(msg.unwrap().unwrap().unwrap(), Message::text("2"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for i in 0..300 {
+            socket.reserve().unwrap().emit(Str::from(format!("{i}")));
+            assert!(
+                socket.internal_tx.is_empty_for_test(),
+                "packet {i} was queued"
+            );
+        }
+        for i in 0..300 {
+            let msg = tokio::time::timeout(TIMEOUT, client.next()).await;
+            assert_eq!(msg.unwrap().unwrap().unwrap(), Message::text(format!("4{i}")));
+        }
+        socket.cancellation_token.cancel();
+        tokio::time::timeout(TIMEOUT, writer).await.unwrap().unwrap();
+    }
 }
