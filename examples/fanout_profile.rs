@@ -98,8 +98,9 @@ mod ws {
         rt.block_on(fut)
     }
 
-    type Client =
-        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+    type Client = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
 
     async fn connect() -> (SocketIo<Adapter>, Arc<Membership>, Vec<Client>) {
         let (overflow, _reports) = Overflow::channel();
@@ -126,7 +127,9 @@ mod ws {
         let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
         let mut clients = Vec::with_capacity(CLIENTS);
         for _ in 0..CLIENTS {
-            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+                .await
+                .unwrap();
             ws.next().await.unwrap().unwrap(); // open
             ws.send(Message::text("40")).await.unwrap();
             while let Some(Ok(m)) = ws.next().await {

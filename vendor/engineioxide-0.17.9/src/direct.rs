@@ -102,7 +102,9 @@ struct EndBatch<'a> {
 impl Drop for EndBatch<'_> {
     fn drop(&mut self) {
         let outer = self.outer.take();
-        if let Some(mut list) = BATCH.with(|batch| std::mem::replace(&mut *batch.borrow_mut(), outer)) {
+        if let Some(mut list) =
+            BATCH.with(|batch| std::mem::replace(&mut *batch.borrow_mut(), outer))
+        {
             for sink in list.drain(..) {
                 sink.end_batch();
             }

@@ -80,7 +80,6 @@ impl<T> Shared<T> {
             .map(drop)
             .map_err(|_| TrySendError::Full(()))
     }
-
 }
 
 impl<T: Weigh> Shared<T> {
@@ -297,7 +296,6 @@ impl<T: Weigh> Receiver<T> {
     pub(crate) async fn recv(&mut self) -> Option<T> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
-
 }
 
 impl<T> Receiver<T> {

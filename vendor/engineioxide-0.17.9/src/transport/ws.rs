@@ -588,7 +588,11 @@ mod tests {
         socket: &Socket<()>,
         tx: SplitSink<WebSocketStream<DuplexStream>, Message>,
     ) -> Arc<SharedSink<DuplexStream>> {
-        Arc::new(SharedSink::new(tx, false, socket.cancellation_token.clone()))
+        Arc::new(SharedSink::new(
+            tx,
+            false,
+            socket.cancellation_token.clone(),
+        ))
     }
 
     async fn ws_pair() -> (WebSocketStream<DuplexStream>, WebSocketStream<DuplexStream>) {
@@ -728,13 +732,28 @@ mod tests {
         for msg in ["a", "b"] {
             socket.reserve().unwrap().emit(Str::from(msg));
         }
-        socket.reserve().unwrap().emit_binary(Bytes::from_static(b"c"));
-        for expected in [Message::text("4a"), Message::text("4b"), Message::binary(&b"c"[..])] {
+        socket
+            .reserve()
+            .unwrap()
+            .emit_binary(Bytes::from_static(b"c"));
+        for expected in [
+            Message::text("4a"),
+            Message::text("4b"),
+            Message::binary(&b"c"[..]),
+        ] {
             let msg = tokio::time::timeout(TIMEOUT, client.next()).await;
             assert_eq!(msg.unwrap().unwrap().unwrap(), expected);
         }
         // Nothing went through the queue.
-        assert!(socket.internal_rx.lock().await.buffered_rx.try_recv().is_err());
+        assert!(
+            socket
+                .internal_rx
+                .lock()
+                .await
+                .buffered_rx
+                .try_recv()
+                .is_err()
+        );
     }
 
     /// wsgate hunk 8: a client that does not read: direct writes until the transport is full,
@@ -781,7 +800,10 @@ mod tests {
         assert_eq!(msg.unwrap().unwrap().unwrap(), Message::text("4after"));
 
         socket.cancellation_token.cancel();
-        tokio::time::timeout(TIMEOUT, writer).await.unwrap().unwrap();
+        tokio::time::timeout(TIMEOUT, writer)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     /// wsgate hunk 8: a packet queued before (a ping, or a packet that found the sink busy)
@@ -802,7 +824,10 @@ mod tests {
             assert_eq!(msg.unwrap().unwrap().unwrap(), expected);
         }
         socket.cancellation_token.cancel();
-        tokio::time::timeout(TIMEOUT, writer).await.unwrap().unwrap();
+        tokio::time::timeout(TIMEOUT, writer)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     /// wsgate hunk 8: inside `write_batch`, direct writes wait for the end of the poll and
@@ -829,7 +854,12 @@ mod tests {
         }
         // Outside a batch, a packet is flushed at once.
         socket.reserve().unwrap().emit(Str::from("d"));
-        let msg = client.next().now_or_never().expect("flushed").unwrap().unwrap();
+        let msg = client
+            .next()
+            .now_or_never()
+            .expect("flushed")
+            .unwrap()
+            .unwrap();
         assert_eq!(msg, Message::text("4d"));
     }
 
@@ -848,7 +878,11 @@ mod tests {
         let mut client = client.await.unwrap();
         let socket = socket();
         let (tx, _rx) = server.split();
-        let sink = Arc::new(SharedSink::new(tx, false, socket.cancellation_token.clone()));
+        let sink = Arc::new(SharedSink::new(
+            tx,
+            false,
+            socket.cancellation_token.clone(),
+        ));
         socket.direct.set(sink.clone()).ok();
         let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), sink));
 
@@ -866,9 +900,15 @@ mod tests {
         }
         for i in 0..300 {
             let msg = tokio::time::timeout(TIMEOUT, client.next()).await;
-            assert_eq!(msg.unwrap().unwrap().unwrap(), Message::text(format!("4{i}")));
+            assert_eq!(
+                msg.unwrap().unwrap().unwrap(),
+                Message::text(format!("4{i}"))
+            );
         }
         socket.cancellation_token.cancel();
-        tokio::time::timeout(TIMEOUT, writer).await.unwrap().unwrap();
+        tokio::time::timeout(TIMEOUT, writer)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }
