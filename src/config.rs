@@ -923,6 +923,12 @@ mod tests {
 
     #[test]
     fn sizes_accept_units_and_reject_garbage() {
+        assert_eq!(parse_buffer_bytes("16MiB"), Ok(16 << 20));
+        assert!(
+            parse_buffer_bytes("100")
+                .unwrap_err()
+                .contains("at least 1KiB")
+        );
         assert_eq!(parse_size("1MiB"), Ok(1 << 20));
         assert_eq!(parse_size("65536"), Ok(65536));
         assert!(parse_size("lots").is_err());
