@@ -588,6 +588,15 @@ pub struct ServeConfig {
     #[arg(long, env = "WSGATE_MAX_BUFFER_BYTES", default_value = "16MiB", value_parser = parse_buffer_bytes)]
     pub max_buffer_bytes: usize,
 
+    /// Write an update to a websocket with nothing queued straight from the delivery task
+    /// instead of waking the socket's writer task (vendored engineioxide hunk 8): 7-28 % less
+    /// CPU per delivery in BENCHMARKS.md's runs. Off by default: with it on, stock
+    /// connection-state recovery lost sessions across rolling restarts in `tests/js/csr.test.mjs`
+    /// (not yet understood).
+    #[arg(long, env = "WSGATE_DIRECT_WRITES", num_args = 0..=1, default_missing_value = "true",
+          default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    pub direct_writes: bool,
+
     /// Send each frame at once (TCP_NODELAY) instead of letting Nagle's algorithm hold a
     /// small frame until the previous one is acknowledged. Measured at 66,700 deliveries/s:
     /// worst latency 15–20 ms instead of 25–45 ms, for 5–15 % more CPU per delivery.

@@ -37,7 +37,8 @@ use crate::{
 /// for fewer writes, syscalls and TCP segments per delivery when updates come often
 /// (`--coalesce-window`; BENCHMARKS.md has its measured effect).
 ///
-/// Each poll of this task is one write batch (`engineioxide::write_batch`, vendored hunk 8):
+/// Each poll of this task is one write batch (`engineioxide::write_batch`, vendored hunk 8;
+/// it only matters with `--direct-writes`):
 /// the frames it writes straight to idle websockets, without waking their writer tasks, are
 /// flushed once per socket when the poll ends.
 pub async fn run(io: Io, gw: Arc<Gateway>, inbound: InboundRx, window: Duration) {

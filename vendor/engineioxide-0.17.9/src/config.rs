@@ -68,6 +68,12 @@ pub struct EngineIoConfig {
     /// Defaults to no bound (`usize::MAX`).
     pub max_buffer_bytes: usize,
 
+    /// wsgate hunk 8: a packet for a websocket session with nothing queued is written by its
+    /// sender instead of the session's writer task (see `write_batch`).
+    ///
+    /// Defaults to `false` (every packet through the queue and the writer task, as upstream).
+    pub direct_writes: bool,
+
     /// The maximum number of bytes that can be received per http request.
     /// Defaults to 100KB.
     pub max_payload: u64,
@@ -106,6 +112,7 @@ impl Default for EngineIoConfig {
             upgrade_timeout: Duration::from_millis(10000),
             max_buffer_size: 128,
             max_buffer_bytes: usize::MAX,
+            direct_writes: false,
             max_payload: 1e5 as u64, // 100kb
             ws_read_buffer_size: 4096,
             ws_max_message_size: 64 << 20,
@@ -217,6 +224,13 @@ impl EngineIoConfigBuilder {
     /// no bound.
     pub fn max_buffer_bytes(mut self, max_buffer_bytes: usize) -> Self {
         self.config.max_buffer_bytes = max_buffer_bytes;
+        self
+    }
+
+    /// wsgate hunk 8: write a packet for an idle websocket session from its sender, without
+    /// waking the session's writer task. Defaults to `false`.
+    pub fn direct_writes(mut self, direct_writes: bool) -> Self {
+        self.config.direct_writes = direct_writes;
         self
     }
 

@@ -293,6 +293,9 @@ impl<T: Weigh> Receiver<T> {
     }
 
     /// Wait for the next packet; `None` once the queue is closed and empty.
+    // wsgate hunk 8: the websocket writer waits with `poll_queued` instead; the test harness
+    // and the tests still use it.
+    #[cfg_attr(not(any(test, feature = "__test_harness")), allow(dead_code))]
     pub(crate) async fn recv(&mut self) -> Option<T> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }

@@ -222,6 +222,14 @@ impl<A: Adapter> SocketIoBuilder<A> {
         self
     }
 
+    /// wsgate hunk 7: engineioxide's direct writes (hunk 8): a packet for an idle websocket
+    /// is written by its sender, not by the session's writer task. Defaults to `false`.
+    #[inline]
+    pub fn direct_writes(mut self, direct_writes: bool) -> Self {
+        self.engine_config_builder = self.engine_config_builder.direct_writes(direct_writes);
+        self
+    }
+
     /// The maximum size of a payload in bytes.
     /// If a payload is bigger than this value the `emit()` method will return an error.
     ///

@@ -139,7 +139,7 @@ where
         socket.protocol == ProtocolVersion::V3,
         socket.cancellation_token.clone(),
     ));
-    if inline_heartbeat {
+    if inline_heartbeat && engine.config.direct_writes {
         socket.direct.set(tx.clone()).ok();
     }
 
