@@ -109,6 +109,8 @@ mod ws {
             .with_adapter::<Adapter>(overflow)
             .ping_interval(Duration::from_secs(3600))
             .ping_timeout(Duration::from_secs(3600))
+            // What `wsgate serve --direct-writes` sets (vendored engineioxide hunk 8).
+            .direct_writes(true)
             .build_layer();
         let (backplane, _inbound) = MemoryBackplane::new();
         let membership = Arc::new(Membership::new(Arc::new(backplane)));
