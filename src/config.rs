@@ -582,6 +582,21 @@ pub struct ServeConfig {
     #[arg(long, env = "WSGATE_MAX_BUFFER", default_value_t = 4096)]
     pub max_buffer: usize,
 
+    /// Bytes queued per socket past which it counts as a slow consumer too (e.g. `16MiB`):
+    /// the bound in memory whatever the messages' size (DESIGN.md section 5). The update that
+    /// crosses it is still queued; the next one finds the queue full.
+    #[arg(long, env = "WSGATE_MAX_BUFFER_BYTES", default_value = "16MiB", value_parser = parse_buffer_bytes)]
+    pub max_buffer_bytes: usize,
+
+    /// Write an update to a websocket with nothing queued straight from the delivery task
+    /// instead of waking the socket's writer task (vendored engineioxide hunk 8): 7-28 % less
+    /// CPU per delivery in BENCHMARKS.md's runs. Off by default: with it on, stock
+    /// connection-state recovery lost sessions across rolling restarts in `tests/js/csr.test.mjs`
+    /// (not yet understood).
+    #[arg(long, env = "WSGATE_DIRECT_WRITES", num_args = 0..=1, default_missing_value = "true",
+          default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    pub direct_writes: bool,
+
     /// Send each frame at once (TCP_NODELAY) instead of letting Nagle's algorithm hold a
     /// small frame until the previous one is acknowledged. Measured at 66,700 deliveries/s:
     /// worst latency 15–20 ms instead of 25–45 ms, for 5–15 % more CPU per delivery.
@@ -867,6 +882,14 @@ fn parse_buffer(s: &str) -> Result<usize, String> {
         .ok_or_else(|| "expected a size between 256 and 16MiB".into())
 }
 
+fn parse_buffer_bytes(s: &str) -> Result<usize, String> {
+    let n = parse_size(s)?;
+    usize::try_from(n)
+        .ok()
+        .filter(|n| *n >= 1024)
+        .ok_or_else(|| "expected a size of at least 1KiB".into())
+}
+
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     parse_at_least(s, "10s", Duration::from_millis(10))
 }
@@ -909,6 +932,12 @@ mod tests {
 
     #[test]
     fn sizes_accept_units_and_reject_garbage() {
+        assert_eq!(parse_buffer_bytes("16MiB"), Ok(16 << 20));
+        assert!(
+            parse_buffer_bytes("100")
+                .unwrap_err()
+                .contains("at least 1KiB")
+        );
         assert_eq!(parse_size("1MiB"), Ok(1 << 20));
         assert_eq!(parse_size("65536"), Ok(65536));
         assert!(parse_size("lots").is_err());

@@ -70,19 +70,8 @@ pub async fn build() -> Fixture {
             s.join(wsgate::gateway::recover::opted_room("project_one"));
         }
     }
-    let mut b = Broadcast {
-        event: "chat".into(),
-        args: Args(vec![wire::from_json(
-            &serde_json::json!({"id": 1, "text": "hello, project"}),
-        )]),
-        rooms: vec!["project_one".into()],
-        except: vec![],
-        volatile: false,
-        sent_at: None,
-        position: None,
-        order: None,
-    };
-    let message = wire::encode("emitter", &b);
+    let mut b = update();
+    let message = build_message();
     b.position = Some(wsgate::history::Position {
         epoch: "5f1e0c2a9b7d3e41".into(),
         offset: "1795775643160-42".parse().unwrap(),
@@ -94,6 +83,27 @@ pub async fn build() -> Fixture {
         queues,
         message,
         positioned: wire::encode("emitter", &b),
+    }
+}
+
+/// The 34-byte `chat` update to `project_one`, as the emitter encodes it.
+#[allow(dead_code)] // not every user of this module needs it
+pub fn build_message() -> Vec<u8> {
+    wire::encode("emitter", &update())
+}
+
+fn update() -> Broadcast {
+    Broadcast {
+        event: "chat".into(),
+        args: Args(vec![wire::from_json(
+            &serde_json::json!({"id": 1, "text": "hello, project"}),
+        )]),
+        rooms: vec!["project_one".into()],
+        except: vec![],
+        volatile: false,
+        sent_at: None,
+        position: None,
+        order: None,
     }
 }
 

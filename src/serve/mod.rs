@@ -325,6 +325,8 @@ fn build_socketio(
         .ws_max_frame_size(max_payload)
         .ws_read_buffer_size(cfg.ws_read_buffer)
         .max_buffer_size(cfg.max_buffer)
+        .max_buffer_bytes(cfg.max_buffer_bytes)
+        .direct_writes(cfg.direct_writes)
         .ping_interval(cfg.ping_interval)
         .ping_timeout(cfg.ping_timeout)
         .connect_timeout(cfg.connect_timeout)

@@ -29,13 +29,23 @@ use crate::{
 /// `recover`) run here too, between two batches of deliveries, so none of them races a
 /// fan-out.
 ///
-/// Whatever is waiting is handled in one go, without yielding in between, so a socket's
-/// writer task wakes once for all the packets of a burst and writes them with one flush
-/// (engineioxide drains its queue before flushing). With a `window` above zero, each batch
+/// Whatever is waiting is handled in one go, without yielding in between, so a socket gets
+/// all the packets of a burst with one flush: written straight to it and flushed when this
+/// task's poll ends (see below), or, when its queue is not empty, by its writer task, which
+/// drains its queue before flushing. With a `window` above zero, each batch
 /// first waits that long for more messages: at most `window` of added latency, in exchange
 /// for fewer writes, syscalls and TCP segments per delivery when updates come often
 /// (`--coalesce-window`; BENCHMARKS.md has its measured effect).
-pub async fn run(io: Io, gw: Arc<Gateway>, mut inbound: InboundRx, window: Duration) {
+///
+/// Each poll of this task is one write batch (`engineioxide::write_batch`, vendored hunk 8;
+/// it only matters with `--direct-writes`):
+/// the frames it writes straight to idle websockets, without waking their writer tasks, are
+/// flushed once per socket when the poll ends.
+pub async fn run(io: Io, gw: Arc<Gateway>, inbound: InboundRx, window: Duration) {
+    engineioxide::write_batch(consume(io, gw, inbound, window)).await
+}
+
+async fn consume(io: Io, gw: Arc<Gateway>, mut inbound: InboundRx, window: Duration) {
     let mut recovering = Recovering::new(&gw);
     let mut commands = gw.recover.take();
     loop {

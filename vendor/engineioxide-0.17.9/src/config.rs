@@ -60,6 +60,20 @@ pub struct EngineIoConfig {
     /// Defaults to 128 packets
     pub max_buffer_size: usize,
 
+    /// wsgate hunk 9: the bytes of packets queued per connection past which no packet is
+    /// accepted (an emit fails as when `max_buffer_size` is reached). The packet that crosses
+    /// it is still queued, so a packet larger than the bound gets through an empty queue.
+    /// Packets written straight to an idle websocket (hunk 8) are not queued and not counted.
+    ///
+    /// Defaults to no bound (`usize::MAX`).
+    pub max_buffer_bytes: usize,
+
+    /// wsgate hunk 8: a packet for a websocket session with nothing queued is written by its
+    /// sender instead of the session's writer task (see `write_batch`).
+    ///
+    /// Defaults to `false` (every packet through the queue and the writer task, as upstream).
+    pub direct_writes: bool,
+
     /// The maximum number of bytes that can be received per http request.
     /// Defaults to 100KB.
     pub max_payload: u64,
@@ -97,6 +111,8 @@ impl Default for EngineIoConfig {
             ping_timeout: Duration::from_millis(20000),
             upgrade_timeout: Duration::from_millis(10000),
             max_buffer_size: 128,
+            max_buffer_bytes: usize::MAX,
+            direct_writes: false,
             max_payload: 1e5 as u64, // 100kb
             ws_read_buffer_size: 4096,
             ws_max_message_size: 64 << 20,
@@ -200,6 +216,21 @@ impl EngineIoConfigBuilder {
     /// ```
     pub fn max_buffer_size(mut self, max_buffer_size: usize) -> Self {
         self.config.max_buffer_size = max_buffer_size;
+        self
+    }
+
+    /// wsgate hunk 9: the bytes of packets queued per connection past which no packet is
+    /// accepted, beside the count of [`max_buffer_size`](Self::max_buffer_size). Defaults to
+    /// no bound.
+    pub fn max_buffer_bytes(mut self, max_buffer_bytes: usize) -> Self {
+        self.config.max_buffer_bytes = max_buffer_bytes;
+        self
+    }
+
+    /// wsgate hunk 8: write a packet for an idle websocket session from its sender, without
+    /// waking the session's writer task. Defaults to `false`.
+    pub fn direct_writes(mut self, direct_writes: bool) -> Self {
+        self.config.direct_writes = direct_writes;
         self
     }
 

@@ -22,6 +22,9 @@ pub mod sid {
 }
 
 mod body;
+// wsgate hunk 8: packets written by their sender when the websocket is idle
+mod direct;
+pub use direct::{WriteBatch, write_batch};
 mod engine;
 mod errors;
 // wsgate hunk 5: the socket's outgoing queue

@@ -32,8 +32,18 @@ use tokio::sync::{
 /// (160 bytes of 40-byte entries) that an idle connection does not carry a burst's storage.
 const KEEP_WHEN_EMPTY: usize = 4;
 
+/// wsgate hunk 9: what a queued value weighs against the queue's byte bound.
+pub(crate) trait Weigh {
+    /// Bytes counted for this value while it is queued.
+    fn weight(&self) -> usize;
+}
+
 struct Shared<T> {
     items: Mutex<VecDeque<T>>,
+    /// wsgate hunk 9: the weight of what is queued, and the bound past which no slot is
+    /// given (the value that crosses it is queued: a bound on what is accepted next).
+    bytes: AtomicUsize,
+    max_bytes: usize,
     /// Slots in use: queued packets plus those promised to a [`Permit`]. Taken before a push
     /// and given back after a pop, so `0` means empty without taking the lock; a reservation
     /// costs no lock.
@@ -60,6 +70,9 @@ impl<T> Shared<T> {
         if self.closed.load(Ordering::Acquire) {
             return Err(TrySendError::Closed(()));
         }
+        if self.bytes.load(Ordering::Acquire) >= self.max_bytes {
+            return Err(TrySendError::Full(()));
+        }
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 (used < self.capacity).then_some(used + 1)
@@ -67,7 +80,9 @@ impl<T> Shared<T> {
             .map(drop)
             .map_err(|_| TrySendError::Full(()))
     }
+}
 
+impl<T: Weigh> Shared<T> {
     /// Queue `value` in a slot already taken (dropped, and the slot given back, if the queue
     /// was closed since), then wake the consumer.
     fn push(&self, value: T) {
@@ -78,17 +93,21 @@ impl<T> Shared<T> {
                 self.used.fetch_sub(1, Ordering::AcqRel);
                 return;
             }
+            self.bytes.fetch_add(value.weight(), Ordering::AcqRel);
             items.push_back(value);
         }
         self.rx_waker.wake();
     }
 }
 
-/// Create a queue bounded to `capacity` packets (at least one, as tokio's channel requires).
-pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+/// Create a queue bounded to `capacity` packets (at least one, as tokio's channel requires)
+/// and, wsgate hunk 9, to `max_bytes` queued bytes (see [`Weigh`]).
+pub(crate) fn channel<T: Weigh>(capacity: usize, max_bytes: usize) -> (Sender<T>, Receiver<T>) {
     assert!(capacity > 0, "the queue's capacity must be at least 1");
     let shared = Arc::new(Shared {
         items: Mutex::new(VecDeque::new()),
+        bytes: AtomicUsize::new(0),
+        max_bytes,
         used: AtomicUsize::new(0),
         capacity,
         closed: AtomicBool::new(false),
@@ -119,7 +138,7 @@ pub(crate) struct Permit<'a, T> {
     shared: &'a Shared<T>,
 }
 
-impl<T> Sender<T> {
+impl<T: Weigh> Sender<T> {
     /// Queue `value` if the queue is open and not full.
     pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         match self.shared.take_slot() {
@@ -151,6 +170,12 @@ impl<T> Sender<T> {
         })
     }
 
+    /// Nothing queued nor reserved (tests).
+    #[cfg(test)]
+    pub(crate) fn is_empty_for_test(&self) -> bool {
+        self.shared.used.load(Ordering::Acquire) == 0
+    }
+
     /// Whether the queue was closed (no packet can be queued any more).
     pub(crate) fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
@@ -171,12 +196,20 @@ impl<T> Sender<T> {
     }
 }
 
-impl<T> Permit<'_, T> {
+impl<T: Weigh> Permit<'_, T> {
     /// Queue `value` in the reserved slot (dropped if the queue was closed since, as tokio's
     /// channel does).
     pub(crate) fn send(self, value: T) {
         let this = ManuallyDrop::new(self);
         this.shared.push(value);
+    }
+}
+
+impl<T> Permit<'_, T> {
+    /// wsgate hunk 8: whether this permit's slot is the only one in use, so that nothing is
+    /// queued (or about to be) before its packet.
+    pub(crate) fn is_alone(&self) -> bool {
+        self.shared.used.load(Ordering::Acquire) == 1
     }
 }
 
@@ -186,7 +219,7 @@ impl<T> Drop for Permit<'_, T> {
     }
 }
 
-impl<T> Receiver<T> {
+impl<T: Weigh> Receiver<T> {
     /// Take the next packet, if one is queued. `Disconnected` once the queue is closed and
     /// empty.
     pub(crate) fn try_recv(&mut self) -> Result<T, TryRecvError> {
@@ -208,6 +241,7 @@ impl<T> Receiver<T> {
         };
         match popped {
             Some(value) => {
+                shared.bytes.fetch_sub(value.weight(), Ordering::AcqRel);
                 shared.used.fetch_sub(1, Ordering::AcqRel);
                 Ok(value)
             }
@@ -233,11 +267,41 @@ impl<T> Receiver<T> {
         }
     }
 
+    /// wsgate hunk 8: ready when a packet is queued (`true`) or the queue is closed and
+    /// empty (`false`), without taking the packet: the websocket writer takes its sink
+    /// before it takes a packet, so that no sender writes past a packet it holds.
+    pub(crate) fn poll_queued(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let queued = |shared: &Shared<T>| {
+            if shared.used.load(Ordering::Acquire) == 0 && !shared.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            let items = shared.lock();
+            match (items.is_empty(), shared.closed.load(Ordering::Acquire)) {
+                (false, _) => Some(true),
+                (true, true) => Some(false),
+                (true, false) => None,
+            }
+        };
+        if let Some(queued) = queued(&self.shared) {
+            return Poll::Ready(queued);
+        }
+        self.shared.rx_waker.register(cx.waker());
+        match queued(&self.shared) {
+            Some(queued) => Poll::Ready(queued),
+            None => Poll::Pending,
+        }
+    }
+
     /// Wait for the next packet; `None` once the queue is closed and empty.
+    // wsgate hunk 8: the websocket writer waits with `poll_queued` instead; the test harness
+    // and the tests still use it.
+    #[cfg_attr(not(any(test, feature = "__test_harness")), allow(dead_code))]
     pub(crate) async fn recv(&mut self) -> Option<T> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
+}
 
+impl<T> Receiver<T> {
     /// Close the queue: nothing more can be queued, what is queued can still be taken.
     pub(crate) fn close(&mut self) {
         {
@@ -255,7 +319,7 @@ impl<T> Drop for Receiver<T> {
     }
 }
 
-impl<T> std::fmt::Debug for Sender<T> {
+impl<T: Weigh> std::fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sender")
             .field("used", &self.shared.used.load(Ordering::Relaxed))
@@ -275,9 +339,39 @@ impl<T> std::fmt::Debug for Receiver<T> {
 mod tests {
     use super::*;
 
+    // A test value weighs what it says.
+    impl Weigh for u32 {
+        fn weight(&self) -> usize {
+            *self as usize
+        }
+    }
+    impl Weigh for u64 {
+        fn weight(&self) -> usize {
+            0
+        }
+    }
+
+    /// wsgate hunk 9: past `max_bytes` queued, nothing more is accepted until the consumer
+    /// takes some; the value that crosses the bound is queued.
+    #[test]
+    fn bound_counts_queued_bytes() {
+        let (tx, mut rx) = channel::<u32>(100, 10);
+        tx.try_send(4).unwrap();
+        tx.try_send(8).unwrap(); // 12 bytes: crosses the bound, still queued
+        assert!(matches!(tx.try_send(1), Err(TrySendError::Full(1))));
+        assert!(matches!(tx.try_reserve(), Err(TrySendError::Full(()))));
+        assert_eq!(rx.try_recv(), Ok(4));
+        // 8 bytes queued: under the bound again, until it is reached.
+        tx.try_send(2).unwrap();
+        assert!(matches!(tx.try_send(1), Err(TrySendError::Full(1))));
+        assert_eq!(rx.try_recv(), Ok(8));
+        assert_eq!(rx.try_recv(), Ok(2));
+        assert_eq!(tx.shared.bytes.load(Ordering::Relaxed), 0);
+    }
+
     #[test]
     fn bound_counts_queued_and_reserved_packets() {
-        let (tx, mut rx) = channel::<u32>(2);
+        let (tx, mut rx) = channel::<u32>(2, usize::MAX);
         tx.try_send(1).unwrap();
         let permit = tx.try_reserve().unwrap();
         assert!(matches!(tx.try_send(2), Err(TrySendError::Full(2))));
@@ -303,7 +397,7 @@ mod tests {
     /// What a burst allocated is freed when the consumer empties the queue.
     #[test]
     fn storage_is_freed_when_emptied() {
-        let (tx, mut rx) = channel::<u64>(1024);
+        let (tx, mut rx) = channel::<u64>(1024, usize::MAX);
         assert_eq!(tx.shared.lock().capacity(), 0);
         for i in 0..1000 {
             tx.try_send(i).unwrap();
@@ -323,7 +417,7 @@ mod tests {
 
     #[test]
     fn close_keeps_what_is_queued_and_refuses_the_rest() {
-        let (tx, mut rx) = channel::<u32>(4);
+        let (tx, mut rx) = channel::<u32>(4, usize::MAX);
         tx.try_send(1).unwrap();
         let permit = tx.try_reserve().unwrap();
         rx.close();
@@ -340,7 +434,7 @@ mod tests {
     #[test]
     fn a_consumer_on_another_thread_gets_everything() {
         const N: u32 = 20_000;
-        let (tx, mut rx) = channel::<u32>(8);
+        let (tx, mut rx) = channel::<u32>(8, usize::MAX);
         let consumer = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
@@ -365,7 +459,7 @@ mod tests {
 
     #[tokio::test]
     async fn recv_waits_for_a_packet_and_closed_for_the_close() {
-        let (tx, mut rx) = channel::<u32>(4);
+        let (tx, mut rx) = channel::<u32>(4, usize::MAX);
         let tx = Arc::new(tx);
         let producer = {
             let tx = tx.clone();

@@ -58,13 +58,18 @@ use std::{
     collections::VecDeque,
     fmt::Debug,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, AtomicU8, Ordering},
     },
     time::Duration,
 };
 
-use crate::{config::EngineIoConfig, errors::Error, queue};
+use crate::{
+    config::EngineIoConfig,
+    direct::{self, DirectWrite},
+    errors::Error,
+    queue,
+};
 use bytes::Bytes;
 use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Str, TransportType};
 use futures_util::FutureExt;
@@ -113,17 +118,34 @@ impl From<&Error> for Option<DisconnectReason> {
 pub struct Permit<'a> {
     // wsgate hunk 5: a slot of the socket's own queue (`crate::queue`)
     inner: queue::Permit<'a, QueuedPackets>,
+    // wsgate hunk 8: the websocket's shared sink, when the session has one
+    direct: Option<&'a Arc<dyn DirectWrite>>,
 }
 impl Permit<'_> {
     /// Consume the permit and emit a message to the client.
     #[inline]
     pub fn emit(self, msg: Str) {
-        self.inner.send(QueuedPackets::Message(msg));
+        self.send(QueuedPackets::Message(msg));
     }
     /// Consume the permit and emit a binary message to the client.
     #[inline]
     pub fn emit_binary(self, data: Bytes) {
-        self.inner.send(QueuedPackets::Binary(data));
+        self.send(QueuedPackets::Binary(data));
+    }
+
+    /// wsgate hunk 8: write the packet at once when nothing is queued before it (this
+    /// permit's slot is the only one in use) and the websocket's sink is free; queue it
+    /// otherwise. Written directly, the permit's slot is given back when it drops.
+    #[inline]
+    fn send(self, packets: QueuedPackets) {
+        let packets = match self.direct {
+            Some(direct) if self.inner.is_alone() => match direct::write(direct, packets) {
+                Ok(()) => return,
+                Err(packets) => packets,
+            },
+            _ => packets,
+        };
+        self.inner.send(packets);
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -163,6 +185,18 @@ pub(crate) enum QueuedPackets {
     Message(Str),
     Binary(Bytes),
     Other(Box<PacketBuf>),
+}
+
+/// wsgate hunk 9: a queued entry weighs the bytes of its packets' payloads.
+impl queue::Weigh for QueuedPackets {
+    #[inline]
+    fn weight(&self) -> usize {
+        match self {
+            Self::Message(msg) => msg.len(),
+            Self::Binary(data) => data.len(),
+            Self::Other(packets) => packets.iter().map(|p| p.get_size_hint(false)).sum(),
+        }
+    }
 }
 
 impl From<Packet> for QueuedPackets {
@@ -287,6 +321,10 @@ where
     /// A cancellation token that will be triggered when the socket is being closed.
     pub(crate) cancellation_token: CancellationToken,
 
+    /// wsgate hunk 8: the sink of a session opened on a websocket, shared with its writer
+    /// task, so that a packet for an idle socket is written without waking that task.
+    pub(crate) direct: OnceLock<Arc<dyn DirectWrite>>,
+
     /// Function to call when the socket is closed
     close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
     /// User data bound to the socket
@@ -312,7 +350,8 @@ where
         supports_binary: bool,
     ) -> Self {
         // wsgate hunk 5
-        let (internal_tx, internal_rx) = queue::channel(config.max_buffer_size);
+        let (internal_tx, internal_rx) =
+            queue::channel(config.max_buffer_size, config.max_buffer_bytes);
         let (volatile_tx, volatile_rx) = watch::channel(None);
 
         Self {
@@ -328,6 +367,7 @@ where
 
             heartbeat_tx: Notify::new(),
             cancellation_token: CancellationToken::new(),
+            direct: OnceLock::new(),
 
             close_fn,
 
@@ -498,7 +538,10 @@ where
     #[inline]
     pub fn reserve(&self) -> Result<Permit<'_>, TrySendError<()>> {
         let permit = self.internal_tx.try_reserve()?;
-        Ok(Permit { inner: permit })
+        Ok(Permit {
+            inner: permit,
+            direct: self.direct.get(),
+        })
     }
 
     /// Emits a message to the client.
@@ -668,7 +711,7 @@ where
         buffer_size: usize,
     ) -> (Arc<Socket<D>>, tokio::sync::mpsc::Receiver<Packet>) {
         // wsgate hunk 5
-        let (internal_tx, internal_rx) = queue::channel(buffer_size);
+        let (internal_tx, internal_rx) = queue::channel(buffer_size, usize::MAX);
         let (volatile_tx, volatile_rx) = watch::channel(None);
 
         let sock = Self {
@@ -684,6 +727,7 @@ where
 
             heartbeat_tx: Notify::new(),
             cancellation_token: CancellationToken::new(),
+            direct: OnceLock::new(),
             close_fn,
 
             data: D::default(),

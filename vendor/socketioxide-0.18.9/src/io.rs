@@ -211,6 +211,25 @@ impl<A: Adapter> SocketIoBuilder<A> {
         self
     }
 
+    /// wsgate hunk 7: the bytes of packets queued per connection past which no packet is
+    /// accepted (an emit fails as when [`max_buffer_size`](Self::max_buffer_size) is
+    /// reached; engineioxide hunk 9).
+    ///
+    /// Defaults to no bound.
+    #[inline]
+    pub fn max_buffer_bytes(mut self, max_buffer_bytes: usize) -> Self {
+        self.engine_config_builder = self.engine_config_builder.max_buffer_bytes(max_buffer_bytes);
+        self
+    }
+
+    /// wsgate hunk 7: engineioxide's direct writes (hunk 8): a packet for an idle websocket
+    /// is written by its sender, not by the session's writer task. Defaults to `false`.
+    #[inline]
+    pub fn direct_writes(mut self, direct_writes: bool) -> Self {
+        self.engine_config_builder = self.engine_config_builder.direct_writes(direct_writes);
+        self
+    }
+
     /// The maximum size of a payload in bytes.
     /// If a payload is bigger than this value the `emit()` method will return an error.
     ///

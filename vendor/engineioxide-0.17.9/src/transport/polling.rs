@@ -247,7 +247,7 @@ mod rx_stream {
         }
     }
 
-    impl<'a, T> Stream for ReceiverStream<'a, T> {
+    impl<'a, T: crate::queue::Weigh> Stream for ReceiverStream<'a, T> {
         type Item = T;
 
         fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -313,7 +313,7 @@ mod rx_stream {
         }
     }
 
-    impl<'a, T: Clone + Send + Sync + 'static> EncoderStream<'a, T> {
+    impl<'a, T: Clone + Send + Sync + crate::queue::Weigh + 'static> EncoderStream<'a, T> {
         pub fn new(rx: &'a mut Receiver<T>, watch: &'a mut watch::Receiver<Option<T>>) -> Self {
             Self {
                 rx: ReceiverStream::new(rx),
@@ -322,7 +322,7 @@ mod rx_stream {
         }
     }
 
-    impl<'a, T: Clone + Send + Sync + 'static> Stream for EncoderStream<'a, T> {
+    impl<'a, T: Clone + Send + Sync + crate::queue::Weigh + 'static> Stream for EncoderStream<'a, T> {
         type Item = T;
 
         fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {

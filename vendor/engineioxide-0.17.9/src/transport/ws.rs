@@ -4,7 +4,7 @@
 //! Other functions are used internally to handle the websocket connection through tasks and channels
 //! and to handle upgrade from polling to ws
 
-use std::sync::Arc;
+use std::{future::poll_fn, sync::Arc};
 
 use futures_util::{
     SinkExt, StreamExt, TryStreamExt,
@@ -28,6 +28,7 @@ use crate::{
     DisconnectReason, Socket,
     body::ResponseBody,
     config::EngineIoConfig,
+    direct::SharedSink,
     engine::EngineIo,
     errors::Error,
     handler::EngineIoHandler,
@@ -130,6 +131,17 @@ where
     // established, instead of sizing this task's future for the connection's whole life.
     let (socket, ws) = Box::pin(establish(&engine, conn, protocol, sid, req_data)).await?;
     let (tx, rx) = ws.split();
+
+    // wsgate hunk 8: the sink is shared by the writer task and, for a session opened on a
+    // websocket (no polling request may still hold the queue), the socket's senders.
+    let tx = Arc::new(SharedSink::new(
+        tx,
+        socket.protocol == ProtocolVersion::V3,
+        socket.cancellation_token.clone(),
+    ));
+    if inline_heartbeat && engine.config.direct_writes {
+        socket.direct.set(tx.clone()).ok();
+    }
 
     // Pipe between websocket and internal socket channel.
     tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
@@ -292,9 +304,14 @@ where
 /// Forwards all packets waiting to be sent to the websocket
 ///
 /// The websocket stream is flushed only when the internal channel is drained
+///
+/// wsgate hunk 8: the sink is shared with the socket's senders, which write a packet
+/// themselves when nothing is queued and this task does not hold the sink. This task takes
+/// the sink when something is queued, or when a sender left bytes it could not flush without
+/// waiting; it writes what is queued, flushes, and puts the sink back.
 async fn forward_to_socket<H: EngineIoHandler, S>(
     socket: Arc<Socket<H::Data>>,
-    mut tx: SplitSink<WebSocketStream<S>, Message>,
+    sink: Arc<SharedSink<S>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -307,6 +324,7 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
     else {
         #[cfg(feature = "tracing")]
         tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
+        close_sink(&sink).await;
         return;
     };
     let InternalRx {
@@ -319,7 +337,8 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
     // `write_packets` future: the writes' state is not laid out three times beside the
     // `select!`'s futures in this task's future, which lives as long as the connection.
     enum Next {
-        Buffered(QueuedPackets),
+        /// Packets are queued, or a direct write left bytes to flush.
+        Write,
         Volatile(QueuedPackets),
         Flush,
         Stop,
@@ -327,44 +346,54 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
 
     // Forward buffered packets until the channel is closed or the session is cancelled.
     loop {
+        // wsgate hunk 8: a queued packet is only taken once this task holds the sink (below):
+        // a sender that finds the queue empty and the sink free writes past nothing.
         let next = tokio::select! {
             biased;
-            items = buffered_rx.recv() => match items {
-                Some(packets) => Next::Buffered(packets),
-                None => Next::Stop,
+            queued = poll_fn(|cx| buffered_rx.poll_queued(cx)) => match queued {
+                true => Next::Write,
+                false => Next::Stop,
             },
+            () = poll_fn(|cx| sink.poll_handed_over(cx)) => Next::Write,
             _ = socket.cancellation_token.cancelled() => Next::Stop,
             Ok(()) = volatile_rx.changed() => match volatile_rx.borrow_and_update().clone() {
                 Some(packets) => Next::Volatile(packets),
                 None => Next::Flush,
             },
         };
-        match next {
-            Next::Stop => break,
-            Next::Flush => {}
-            Next::Buffered(packets) => {
-                write_packets(&socket, &mut tx, packets).await;
-                while let Ok(packets) = buffered_rx.try_recv() {
-                    write_packets(&socket, &mut tx, packets).await;
-                }
-            }
-            Next::Volatile(packets) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(sid = ?socket.id, "ws volatile flush");
-                write_packets(&socket, &mut tx, packets).await;
-            }
+        if matches!(next, Next::Stop) {
+            break;
+        }
+        let Some(mut tx) = sink.take() else { break };
+        if let Next::Volatile(packets) = next {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = ?socket.id, "ws volatile flush");
+            write_packets(&socket, &mut tx, packets).await;
+        }
+        while let Ok(packets) = buffered_rx.try_recv() {
+            write_packets(&socket, &mut tx, packets).await;
         }
 
         #[cfg(feature = "tracing")]
         tracing::trace!(sid = %socket.id, "ws flush");
         tx.flush().await.ok();
+        sink.put_back(tx);
     }
 
     #[cfg(feature = "tracing")]
     tracing::trace!(sid = %socket.id, "ws closing flush");
+    close_sink(&sink).await;
+}
 
-    tx.flush().await.ok();
-    tx.close().await.ok();
+/// wsgate hunk 8: flush and close the websocket's sink, which senders no longer get.
+async fn close_sink<S>(sink: &SharedSink<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if let Some(mut tx) = sink.take() {
+        tx.flush().await.ok();
+        tx.close().await.ok();
+    }
 }
 
 /// wsgate hunk 7: feed one queue entry's packets to the websocket (without flushing), as
@@ -555,6 +584,17 @@ mod tests {
         ))
     }
 
+    fn shared(
+        socket: &Socket<()>,
+        tx: SplitSink<WebSocketStream<DuplexStream>, Message>,
+    ) -> Arc<SharedSink<DuplexStream>> {
+        Arc::new(SharedSink::new(
+            tx,
+            false,
+            socket.cancellation_token.clone(),
+        ))
+    }
+
     async fn ws_pair() -> (WebSocketStream<DuplexStream>, WebSocketStream<DuplexStream>) {
         let (server, client) = tokio::io::duplex(1024);
         (
@@ -632,6 +672,7 @@ mod tests {
         let socket = socket();
         let (server, _client) = ws_pair().await;
         let (tx, _rx) = server.split();
+        let tx = shared(&socket, tx);
         let writer = forward_to_socket::<StubHandler, _>(socket, tx);
         let size = std::mem::size_of_val(&writer);
         assert!(size < 1_200, "forward_to_socket's future is {size} bytes");
@@ -643,6 +684,7 @@ mod tests {
         let socket = socket();
         let (server, mut client) = ws_pair().await;
         let (tx, _rx) = server.split();
+        let tx = shared(&socket, tx);
 
         let polling = socket.internal_rx.lock().await;
         let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
@@ -664,6 +706,7 @@ mod tests {
         let socket = socket();
         let (server, _client) = ws_pair().await;
         let (tx, _rx) = server.split();
+        let tx = shared(&socket, tx);
 
         let _polling = socket.internal_rx.lock().await;
         let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
@@ -673,6 +716,199 @@ mod tests {
         tokio::time::timeout(TIMEOUT, writer)
             .await
             .expect("the writer should stop")
+            .unwrap();
+    }
+
+    /// wsgate hunk 8: a socket with a shared sink and nothing queued gets its packet written
+    /// by the sender: no writer task runs here.
+    #[tokio::test]
+    async fn an_idle_socket_is_written_by_its_sender() {
+        let socket = socket();
+        let (server, mut client) = ws_pair().await;
+        let (tx, _rx) = server.split();
+        let sink = shared(&socket, tx);
+        socket.direct.set(sink.clone()).ok();
+
+        for msg in ["a", "b"] {
+            socket.reserve().unwrap().emit(Str::from(msg));
+        }
+        socket
+            .reserve()
+            .unwrap()
+            .emit_binary(Bytes::from_static(b"c"));
+        for expected in [
+            Message::text("4a"),
+            Message::text("4b"),
+            Message::binary(&b"c"[..]),
+        ] {
+            let msg = tokio::time::timeout(TIMEOUT, client.next()).await;
+            assert_eq!(msg.unwrap().unwrap().unwrap(), expected);
+        }
+        // Nothing went through the queue.
+        assert!(
+            socket
+                .internal_rx
+                .lock()
+                .await
+                .buffered_rx
+                .try_recv()
+                .is_err()
+        );
+    }
+
+    /// wsgate hunk 8: a client that does not read: direct writes until the transport is full,
+    /// then the writer task holds the sink and packets queue up to the bound; once the
+    /// client reads, it gets every accepted packet, in order.
+    #[tokio::test]
+    async fn a_stalled_socket_queues_up_to_its_bound_and_loses_nothing_in_order() {
+        let config = EngineIoConfig::builder().max_buffer_size(8).build();
+        let socket = Arc::new(Socket::<()>::new(
+            ProtocolVersion::V4,
+            TransportType::Websocket,
+            &config,
+            Request::<()>::default().into_parts().0,
+            Box::new(|_, _| ()),
+            false,
+        ));
+        let (server, client) = tokio::io::duplex(256);
+        let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+        let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+        let (tx, _rx) = server.split();
+        let sink = shared(&socket, tx);
+        socket.direct.set(sink.clone()).ok();
+        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), sink));
+
+        let payload = "x".repeat(40);
+        let mut accepted = 0;
+        while let Ok(permit) = socket.reserve() {
+            permit.emit(Str::from(format!("{accepted:04}{payload}")));
+            accepted += 1;
+            tokio::task::yield_now().await;
+            assert!(accepted < 1_000, "the bound should be reached");
+        }
+        // The transport took some, the queue holds its bound.
+        assert!(accepted > 8, "{accepted}");
+
+        for i in 0..accepted {
+            let msg = tokio::time::timeout(TIMEOUT, client.next()).await;
+            let msg = msg.expect("every accepted packet").unwrap().unwrap();
+            assert_eq!(msg, Message::text(format!("4{i:04}{payload}")));
+        }
+        // Drained: the next packet is written directly again.
+        socket.reserve().unwrap().emit(Str::from("after"));
+        let msg = tokio::time::timeout(TIMEOUT, client.next()).await;
+        assert_eq!(msg.unwrap().unwrap().unwrap(), Message::text("4after"));
+
+        socket.cancellation_token.cancel();
+        tokio::time::timeout(TIMEOUT, writer)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    /// wsgate hunk 8: a packet queued before (a ping, or a packet that found the sink busy)
+    /// keeps its place: the next one is queued behind it, not written past it.
+    #[tokio::test]
+    async fn a_queued_packet_is_not_overtaken() {
+        let socket = socket();
+        let (server, mut client) = ws_pair().await;
+        let (tx, _rx) = server.split();
+        let sink = shared(&socket, tx);
+        socket.direct.set(sink.clone()).ok();
+
+        socket.send(Packet::Ping).unwrap();
+        socket.reserve().unwrap().emit(Str::from("a"));
+        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), sink));
+        for expected in [Message::text("2"), Message::text("4a")] {
+            let msg = tokio::time::timeout(TIMEOUT, client.next()).await;
+            assert_eq!(msg.unwrap().unwrap().unwrap(), expected);
+        }
+        socket.cancellation_token.cancel();
+        tokio::time::timeout(TIMEOUT, writer)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    /// wsgate hunk 8: inside `write_batch`, direct writes wait for the end of the poll and
+    /// are flushed together, in order.
+    #[tokio::test]
+    async fn a_batch_flushes_its_sockets_when_its_poll_ends() {
+        use futures_util::FutureExt;
+        let socket = socket();
+        let (server, mut client) = ws_pair().await;
+        let (tx, _rx) = server.split();
+        let sink = shared(&socket, tx);
+        socket.direct.set(sink.clone()).ok();
+
+        crate::write_batch(async {
+            for msg in ["a", "b", "c"] {
+                socket.reserve().unwrap().emit(Str::from(msg));
+            }
+            assert!(client.next().now_or_never().is_none(), "not flushed yet");
+        })
+        .await;
+        for expected in ["4a", "4b", "4c"] {
+            let msg = tokio::time::timeout(TIMEOUT, client.next()).await;
+            assert_eq!(msg.unwrap().unwrap().unwrap(), Message::text(expected));
+        }
+        // Outside a batch, a packet is flushed at once.
+        socket.reserve().unwrap().emit(Str::from("d"));
+        let msg = client
+            .next()
+            .now_or_never()
+            .expect("flushed")
+            .unwrap()
+            .unwrap();
+        assert_eq!(msg, Message::text("4d"));
+    }
+
+    /// wsgate hunk 8: over TCP too, an idle socket's packets are written directly, also past
+    /// the 128 I/O polls of tokio's cooperative budget for one task poll (300 writes here).
+    #[tokio::test]
+    async fn over_tcp_an_idle_socket_is_written_by_its_sender() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            WebSocketStream::from_raw_socket(stream, Role::Client, None).await
+        });
+        let (server, _) = listener.accept().await.unwrap();
+        let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+        let mut client = client.await.unwrap();
+        let socket = socket();
+        let (tx, _rx) = server.split();
+        let sink = Arc::new(SharedSink::new(
+            tx,
+            false,
+            socket.cancellation_token.clone(),
+        ));
+        socket.direct.set(sink.clone()).ok();
+        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), sink));
+
+        // A packet through the queue first (as a session's first packets are).
+        socket.send(Packet::Ping).unwrap();
+        let msg = tokio::time::timeout(TIMEOUT, client.next()).await;
+        assert_eq!(msg.unwrap().unwrap().unwrap(), Message::text("2"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for i in 0..300 {
+            socket.reserve().unwrap().emit(Str::from(format!("{i}")));
+            assert!(
+                socket.internal_tx.is_empty_for_test(),
+                "packet {i} was queued"
+            );
+        }
+        for i in 0..300 {
+            let msg = tokio::time::timeout(TIMEOUT, client.next()).await;
+            assert_eq!(
+                msg.unwrap().unwrap().unwrap(),
+                Message::text(format!("4{i}"))
+            );
+        }
+        socket.cancellation_token.cancel();
+        tokio::time::timeout(TIMEOUT, writer)
+            .await
+            .unwrap()
             .unwrap();
     }
 }
