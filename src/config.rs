@@ -714,6 +714,10 @@ pub struct ServeConfig {
     #[arg(long, env = "WSGATE_DRAIN_DEADLINE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub drain_deadline: Duration,
 
+    /// Client addresses and per-IP limits (issue 20; section "Client network" below).
+    #[command(flatten)]
+    pub network: NetworkArgs,
+
     /// Identity and access.
     #[command(flatten)]
     pub identity: IdentityConfig,
@@ -777,6 +781,7 @@ impl ServeConfig {
                 );
             }
         }
+        self.network.check()?;
         if self.drain_deadline <= self.drain_window {
             return Err(format!(
                 "--drain-deadline / WSGATE_DRAIN_DEADLINE ({}) must be longer than --drain-window / WSGATE_DRAIN_WINDOW ({})",
@@ -926,6 +931,72 @@ fn parse_redis_url(s: &str) -> Result<String, String> {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Client network: who the client is behind proxies, and per-IP limits (README, "Hardening").
+
+/// `wsgate serve`'s client-network settings.
+#[derive(Debug, Clone, Args, Default)]
+pub struct NetworkArgs {
+    /// Most open TCP connections, and separately most Engine.IO sessions, per client
+    /// address (an IPv6 client by its /64). Over it a handshake gets HTTP 429, a TCP
+    /// connection a 429 and its close. 0 (the default): no limit, because without
+    /// `--trusted-proxies` every client behind a load balancer has the balancer's address.
+    /// A long-polling session uses up to two connections.
+    #[arg(long, env = "WSGATE_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: u32,
+
+    /// Engine.IO handshakes per second per client address (a token bucket of as many, at
+    /// least 1); over it a handshake gets HTTP 429 and the client retries with its backoff.
+    /// 0 (the default): no limit, for the same reason as `--max-connections-per-ip`.
+    #[arg(long, env = "WSGATE_MAX_HANDSHAKES_PER_IP_PER_S", default_value_t = 0.0,
+          value_parser = parse_rate)]
+    pub max_handshakes_per_ip_per_s: f64,
+
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers (and PROXY protocol headers,
+    /// with `--proxy-protocol`) name the client: comma-separated CIDRs or addresses (e.g.
+    /// `10.0.0.0/8,fd00::/8`). From any other peer the headers are ignored. The client is
+    /// the right-most address that is not a trusted proxy. Empty (the default): the TCP
+    /// peer is the client.
+    #[arg(long, env = "WSGATE_TRUSTED_PROXIES", default_value = "",
+          value_parser = crate::net::forwarded::parse_list)]
+    pub trusted_proxies: crate::net::TrustedProxies,
+
+    /// Connections from `--trusted-proxies` start with a PROXY protocol header (v1 or v2),
+    /// whose source address is the client; one without a valid header within
+    /// `--header-read-timeout` is closed. Connections from other peers are served as they
+    /// are (health checks, a kubelet).
+    #[arg(long, env = "WSGATE_PROXY_PROTOCOL", num_args = 0..=1, default_missing_value = "true",
+          default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    pub proxy_protocol: bool,
+}
+
+impl NetworkArgs {
+    /// The per-IP limits.
+    pub fn ip_limits(&self) -> crate::net::IpLimits {
+        crate::net::IpLimits {
+            connections: self.max_connections_per_ip,
+            handshakes_per_s: self.max_handshakes_per_ip_per_s,
+        }
+    }
+
+    /// The rules between these settings.
+    pub fn check(&self) -> Result<(), String> {
+        if self.proxy_protocol && self.trusted_proxies.is_empty() {
+            return Err("--proxy-protocol / WSGATE_PROXY_PROTOCOL needs --trusted-proxies / \
+                 WSGATE_TRUSTED_PROXIES: the proxies whose headers name the client"
+                .into());
+        }
+        Ok(())
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+        _ => Err("expected a number of handshakes per second, 0 or more (e.g. 5, 0.5)".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -942,6 +1013,21 @@ mod tests {
         assert_eq!(parse_size("65536"), Ok(65536));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn network_settings_are_checked() {
+        assert_eq!(parse_rate("2.5"), Ok(2.5));
+        assert!(parse_rate("-1").is_err());
+        assert!(parse_rate("NaN").is_err());
+        assert!(parse_rate("fast").is_err());
+        let mut n = NetworkArgs {
+            proxy_protocol: true,
+            ..NetworkArgs::default()
+        };
+        assert!(n.check().unwrap_err().contains("--trusted-proxies"));
+        n.trusted_proxies = crate::net::forwarded::parse_list("10.0.0.0/8").unwrap();
+        assert!(n.check().is_ok());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod history;
 pub mod hook;
 pub mod http;
 pub mod logs;
+pub mod net;
 pub mod publish;
 pub mod serve;
 pub mod shutdown;

@@ -182,6 +182,17 @@ labels! {
         Connect = "connect",
     }
 
+    /// What refused a connection or an Engine.IO handshake before any session existed
+    /// (README, "Hardening").
+    NetRefusal for "wsgate_network_refusals_total" "limit" {
+        Sessions = "sessions",
+        ConnectionsPerIp = "connections_per_ip",
+        SessionsPerIp = "sessions_per_ip",
+        HandshakesPerIp = "handshakes_per_ip",
+        IpTableFull = "ip_table_full",
+        ProxyHeader = "proxy_header",
+    }
+
     /// Why a credential was refused (`wsgate_auth_refusals_total{reason}`).
     AuthRefusal {
         Missing = "missing",
@@ -317,6 +328,8 @@ fn declare() {
         "wsgate_draining",
         "wsgate_ready",
         "wsgate_sessions",
+        "wsgate_engine_sessions",
+        "wsgate_client_ips",
     ] {
         metrics::gauge!(name).set(0.0);
     }
@@ -334,7 +347,7 @@ fn describe() {
     describe_gauge!("wsgate_draining", "1 once SIGTERM started the drain.");
     describe_counter!(
         "wsgate_connects_total",
-        "Socket.IO handshakes by result: ok, unauthorized, limited (--max-connections or --max-connections-per-user), draining."
+        "Socket.IO handshakes by result: ok, unauthorized, limited (--max-connections-per-user; --max-connections refuses earlier, at the Engine.IO handshake: wsgate_network_refusals_total), draining."
     );
     describe_counter!(
         "wsgate_joins_total",
@@ -480,6 +493,18 @@ fn describe_access() {
     describe_counter!(
         "wsgate_event_flood_disconnects_total",
         "Sockets whose transport was closed for exceeding --max-event-rate for --event-flood-window."
+    );
+    describe_counter!(
+        "wsgate_network_refusals_total",
+        "Connections and Engine.IO handshakes refused before any session existed, by limit: sessions (--max-connections: HTTP 503), connections_per_ip (--max-connections-per-ip, TCP connections: 429 and closed), sessions_per_ip (--max-connections-per-ip, sessions: 429), handshakes_per_ip (--max-handshakes-per-ip-per-s: 429), ip_table_full (too many client addresses tracked: 503), proxy_header (--proxy-protocol: a trusted peer's connection without a valid header, closed)."
+    );
+    describe_gauge!(
+        "wsgate_engine_sessions",
+        "Engine.IO sessions open on this replica, with or without a Socket.IO connection; they count toward --max-connections."
+    );
+    describe_gauge!(
+        "wsgate_client_ips",
+        "Client addresses in the per-IP table (--max-connections-per-ip, --max-handshakes-per-ip-per-s)."
     );
     describe_counter!(
         "wsgate_limit_refusals_total",

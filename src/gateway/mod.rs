@@ -19,6 +19,9 @@ mod events;
 // The two modules tests and benches reach into (revocation in process, companion rooms).
 pub use connection::revoke;
 pub use delivery::{recover, resume};
+/// The `join_project` payload validator, public for the fuzz targets (`fuzz/`): a client's
+/// payload is the first thing of a socket's that wsgate's own code parses.
+pub use events::validate::join as validate_join_project;
 
 use std::sync::Arc;
 

@@ -25,13 +25,7 @@ pub async fn refuse_new_sessions(
     next.run(req).await
 }
 
-fn is_handshake(req: &Request) -> bool {
-    req.uri().path().starts_with("/socket.io")
-        && !req
-            .uri()
-            .query()
-            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("sid=")))
-}
+use crate::net::admission::is_handshake;
 
 #[cfg(test)]
 mod tests {

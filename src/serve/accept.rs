@@ -14,6 +14,13 @@
 //! hyper's timer also runs between requests, so it is the keep-alive timeout too). A
 //! websocket leaves hyper at its upgrade, so none applies to it after that.
 //!
+//! Before hyper sees a connection: with `--proxy-protocol`, a trusted proxy's connection
+//! starts with a PROXY header naming the client (`net::proxy_protocol`); then a client's
+//! own connection (not a trusted proxy's) is counted under its address
+//! (`--max-connections-per-ip`) and, over the limit, answered a static `429` and closed,
+//! in the accept loop itself when there is no header to read (no task, no hyper state).
+//! Each request then goes through `net::Admit`, which admits Engine.IO handshakes.
+//!
 //! HTTP/1 only: Socket.IO clients and load balancers speak HTTP/1.1 to the gateway (the
 //! websocket upgrade is HTTP/1.1), and hyper-util's HTTP/2 detection reads 24 bytes
 //! before any timeout of hyper starts.
@@ -21,6 +28,7 @@
 use std::{
     future::Future,
     io,
+    net::IpAddr,
     pin::{Pin, pin},
     sync::{
         Arc,
@@ -42,7 +50,19 @@ use tokio::{
     sync::watch,
 };
 
-use crate::telemetry::TimeoutKind;
+use crate::{
+    net::{
+        Admission, Admit,
+        forwarded::canonical,
+        per_ip::IpHold,
+        proxy_protocol,
+    },
+    telemetry::{NetRefusal, TimeoutKind},
+};
+
+/// What a client over `--max-connections-per-ip` reads before its connection closes.
+const TOO_MANY_CONNECTIONS: &[u8] =
+    b"HTTP/1.1 429 Too Many Requests\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
 /// The per-connection settings of the accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +73,8 @@ pub struct ConnSettings {
     pub header_read: Duration,
     /// `--tcp-nodelay`.
     pub nodelay: bool,
+    /// `--proxy-protocol`.
+    pub proxy_protocol: bool,
 }
 
 /// Serve `app` on every connection `listener` accepts until `signal` completes; then stop
@@ -61,6 +83,7 @@ pub struct ConnSettings {
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    admission: Arc<Admission>,
     settings: ConnSettings,
     signal: impl Future<Output = ()>,
 ) {
@@ -74,9 +97,9 @@ pub async fn serve(
     let (closed_tx, closed_rx) = watch::channel(());
     let mut signal = pin!(signal);
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_error(e).await;
                     continue;
@@ -84,14 +107,35 @@ pub async fn serve(
             },
             () = &mut signal => break,
         };
+        let peer = canonical(peer.ip());
+        let reads_header = settings.proxy_protocol && admission.trusted().contains(peer);
+        // Without a header to read, the address is known now: refuse before any task.
+        let hold = if reads_header {
+            None
+        } else {
+            match count_connection(&admission, peer) {
+                Ok(hold) => hold,
+                Err(why) => {
+                    refuse(&tcp, why);
+                    continue;
+                }
+            }
+        };
         no_delay(&tcp, settings.nodelay);
         let conn = Conn {
             builder: builder.clone(),
             idle: settings.idle,
+            header_read: settings.header_read,
+            admission: admission.clone(),
             stop: stop_rx.clone(),
             _closed: closed_rx.clone(),
         };
-        tokio::spawn(conn.run(tcp, app.clone()));
+        let start = Start {
+            peer,
+            reads_header,
+            hold,
+        };
+        tokio::spawn(conn.run(tcp, start, app.clone()));
     }
     drop(listener);
     drop(stop_tx);
@@ -99,18 +143,85 @@ pub async fn serve(
     closed_tx.closed().await;
 }
 
+/// The per-IP count of a client's own TCP connection: `None` when no connection limit is
+/// set or the address is a trusted proxy's (it carries many clients; their sessions are
+/// counted by their forwarded address instead).
+fn count_connection(admission: &Admission, ip: IpAddr) -> Result<Option<IpHold>, NetRefusal> {
+    match admission.per_ip() {
+        Some(per_ip) if per_ip.counts_connections() && !admission.trusted().contains(ip) => {
+            per_ip.connection(ip).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Refuse a connection before hyper: count it, write the static answer if the socket
+/// takes it at once (no task, no buffer), and close.
+fn refuse(tcp: &TcpStream, why: NetRefusal) {
+    why.count();
+    let _ = tcp.try_write(TOO_MANY_CONNECTIONS);
+}
+
+/// What the accept loop learnt about a connection.
+struct Start {
+    /// The TCP peer.
+    peer: IpAddr,
+    /// A PROXY protocol header comes first.
+    reads_header: bool,
+    /// Its per-IP count, when already taken.
+    hold: Option<IpHold>,
+}
+
 /// One connection's task and what it holds.
 struct Conn {
     builder: http1::Builder,
     idle: Duration,
+    header_read: Duration,
+    admission: Arc<Admission>,
     stop: watch::Receiver<()>,
     /// Dropped when the connection ends (see [`serve`]).
     _closed: watch::Receiver<()>,
 }
 
 impl Conn {
-    async fn run(mut self, tcp: TcpStream, app: Router) {
-        let (io, heard) = Watched::new(tcp);
+    /// The connection's address: the peer, or the source its PROXY header names (`None`:
+    /// no valid header in time, the connection is dropped).
+    async fn proxied(&self, io: &mut Watched, peer: IpAddr) -> Option<IpAddr> {
+        match tokio::time::timeout(self.header_read, proxy_protocol::read(io)).await {
+            Ok(Ok((header, rest))) => {
+                io.unread(rest);
+                Some(header.source.map_or(peer, |s| canonical(s.ip())))
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "refused connection: PROXY protocol header");
+                NetRefusal::ProxyHeader.count();
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "refused connection: no PROXY protocol header in time");
+                NetRefusal::ProxyHeader.count();
+                None
+            }
+        }
+    }
+
+    async fn run(mut self, tcp: TcpStream, start: Start, app: Router) {
+        let (mut io, heard) = Watched::new(tcp);
+        let mut conn_ip = start.peer;
+        io.hold = start.hold;
+        if start.reads_header {
+            let Some(ip) = self.proxied(&mut io, start.peer).await else {
+                return;
+            };
+            conn_ip = ip;
+            match count_connection(&self.admission, conn_ip) {
+                Ok(hold) => io.hold = hold,
+                Err(why) => {
+                    refuse(&io.inner, why);
+                    return;
+                }
+            }
+        }
         let requested = heard.clone();
         let service = TowerToHyperService::new(
             tower::ServiceBuilder::new()
@@ -118,7 +229,7 @@ impl Conn {
                     requested.request.store(true, Ordering::Relaxed);
                     req
                 })
-                .service(app),
+                .service(Admit::new(app, self.admission.clone(), conn_ip)),
         );
         let mut conn = pin!(
             self.builder
@@ -201,10 +312,15 @@ fn no_delay(tcp: &TcpStream, on: bool) {
     }
 }
 
-/// A TCP stream that records whether a byte was ever read from it.
+/// A TCP stream that records whether a byte was ever read from it, gives back first what
+/// was read past a PROXY header, and holds the connection's per-IP count for as long as
+/// the socket is open (through a websocket upgrade: hyper hands this same value on).
 struct Watched {
     inner: TcpStream,
     heard: Arc<Heard>,
+    /// Bytes read past a PROXY header, and how many of them were given back.
+    unread: Option<(Vec<u8>, usize)>,
+    hold: Option<IpHold>,
 }
 
 impl Watched {
@@ -213,8 +329,17 @@ impl Watched {
         let io = Self {
             inner,
             heard: heard.clone(),
+            unread: None,
+            hold: None,
         };
         (io, heard)
+    }
+
+    /// Give `bytes` back before reading the socket again.
+    fn unread(&mut self, bytes: Vec<u8>) {
+        if !bytes.is_empty() {
+            self.unread = Some((bytes, 0));
+        }
     }
 }
 
@@ -224,6 +349,15 @@ impl AsyncRead for Watched {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Some((bytes, given)) = &mut self.unread {
+            let n = buf.remaining().min(bytes.len() - *given);
+            buf.put_slice(&bytes[*given..*given + n]);
+            *given += n;
+            if *given == bytes.len() {
+                self.unread = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {

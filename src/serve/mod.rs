@@ -30,7 +30,7 @@ use crate::{
         session::{RedisSessions, SessionStore},
     },
     http::{self, Readiness},
-    publish,
+    net, publish,
     shutdown::{self, Shutdown},
     telemetry::TimeoutKind,
 };
@@ -174,9 +174,11 @@ pub async fn run(
         idle: cfg.idle_timeout,
         header_read: cfg.header_read_timeout,
         nodelay: cfg.tcp_nodelay,
+        proxy_protocol: cfg.network.proxy_protocol,
     };
+    let admission = admission(&cfg);
     tokio::select! {
-        () = accept::serve(listener, app, conns, draining) => {},
+        () = accept::serve(listener, app, admission, conns, draining) => {},
         () = deadline => tracing::warn!("drain deadline reached with connections still open; exiting"),
         (task, how) = tasks.ended() => {
             tracing::error!(task, how = %how, "background task ended; not ready, exiting");
@@ -185,6 +187,18 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Who may open an Engine.IO session: `--max-connections` sessions in all, and the
+/// per-IP limits when any is set.
+fn admission(cfg: &ServeConfig) -> Arc<net::Admission> {
+    let limits = cfg.network.ip_limits();
+    let per_ip = limits.any().then(|| net::PerIp::new(limits));
+    net::Admission::new(
+        cfg.max_connections,
+        per_ip,
+        cfg.network.trusted_proxies.clone(),
+    )
 }
 
 /// Turn stock connection-state recovery on when `sessions` says it is, attach the
