@@ -982,9 +982,11 @@ impl NetworkArgs {
     /// The rules between these settings.
     pub fn check(&self) -> Result<(), String> {
         if self.proxy_protocol && self.trusted_proxies.is_empty() {
-            return Err("--proxy-protocol / WSGATE_PROXY_PROTOCOL needs --trusted-proxies / \
+            return Err(
+                "--proxy-protocol / WSGATE_PROXY_PROTOCOL needs --trusted-proxies / \
                  WSGATE_TRUSTED_PROXIES: the proxies whose headers name the client"
-                .into());
+                    .into(),
+            );
         }
         Ok(())
     }

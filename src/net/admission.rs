@@ -44,7 +44,11 @@ pub struct Admission {
 
 impl Admission {
     /// `max_sessions` 0: no replica limit; `per_ip` `None`: no per-IP limit.
-    pub fn new(max_sessions: usize, per_ip: Option<Arc<PerIp>>, trusted: TrustedProxies) -> Arc<Self> {
+    pub fn new(
+        max_sessions: usize,
+        per_ip: Option<Arc<PerIp>>,
+        trusted: TrustedProxies,
+    ) -> Arc<Self> {
         Arc::new(Self {
             max_sessions,
             live: AtomicUsize::new(0),

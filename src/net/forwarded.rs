@@ -84,9 +84,7 @@ impl TrustedProxies {
 /// client) as the IPv4 address it is.
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
 }
@@ -97,7 +95,8 @@ fn forwarded_for(element: &[u8]) -> Option<IpAddr> {
     element.split(|b| *b == b';').find_map(|pair| {
         let pair = trim(pair);
         let (key, value) = split_once(pair, b'=')?;
-        key.eq_ignore_ascii_case(b"for").then(|| parse_node(value))?
+        key.eq_ignore_ascii_case(b"for")
+            .then(|| parse_node(value))?
     })
 }
 
@@ -143,10 +142,9 @@ pub fn parse_list(s: &str) -> Result<TrustedProxies, String> {
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let net = match item.parse::<IpNet>() {
             Ok(net) => net.trunc(),
-            Err(_) => item
-                .parse::<IpAddr>()
-                .map(IpNet::from)
-                .map_err(|_| format!("{item:?} is not an address or a CIDR (e.g. 10.0.0.0/8, ::1)"))?,
+            Err(_) => item.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+                format!("{item:?} is not an address or a CIDR (e.g. 10.0.0.0/8, ::1)")
+            })?,
         };
         nets.push(net);
     }
@@ -178,7 +176,10 @@ mod tests {
     fn an_untrusted_peer_is_the_client_whatever_it_says() {
         let h = headers(&[("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=5.6.7.8")]);
         assert_eq!(proxies().client(ip("203.0.113.9"), &h), ip("203.0.113.9"));
-        assert_eq!(TrustedProxies::default().client(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+        assert_eq!(
+            TrustedProxies::default().client(ip("10.0.0.1"), &h),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]

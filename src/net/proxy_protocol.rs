@@ -51,28 +51,24 @@ pub fn parse(bytes: &[u8]) -> Result<Option<ProxyHeader>, ProxyHeaderError> {
         HeaderResult::V1(Ok(h)) => ProxyHeader {
             len: h.header.len(),
             source: match h.addresses {
-                v1::Addresses::Tcp4(a) => Some(SocketAddr::new(
-                    IpAddr::V4(a.source_address),
-                    a.source_port,
-                )),
-                v1::Addresses::Tcp6(a) => Some(SocketAddr::new(
-                    IpAddr::V6(a.source_address),
-                    a.source_port,
-                )),
+                v1::Addresses::Tcp4(a) => {
+                    Some(SocketAddr::new(IpAddr::V4(a.source_address), a.source_port))
+                }
+                v1::Addresses::Tcp6(a) => {
+                    Some(SocketAddr::new(IpAddr::V6(a.source_address), a.source_port))
+                }
                 v1::Addresses::Unknown => None,
             },
         },
         HeaderResult::V2(Ok(h)) => ProxyHeader {
             len: h.header.len(),
             source: match (h.command, h.addresses) {
-                (v2::Command::Proxy, v2::Addresses::IPv4(a)) => Some(SocketAddr::new(
-                    IpAddr::V4(a.source_address),
-                    a.source_port,
-                )),
-                (v2::Command::Proxy, v2::Addresses::IPv6(a)) => Some(SocketAddr::new(
-                    IpAddr::V6(a.source_address),
-                    a.source_port,
-                )),
+                (v2::Command::Proxy, v2::Addresses::IPv4(a)) => {
+                    Some(SocketAddr::new(IpAddr::V4(a.source_address), a.source_port))
+                }
+                (v2::Command::Proxy, v2::Addresses::IPv6(a)) => {
+                    Some(SocketAddr::new(IpAddr::V6(a.source_address), a.source_port))
+                }
                 _ => None,
             },
         },
@@ -133,8 +129,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(h.source, Some("192.0.2.1:5555".parse().unwrap()));
-        assert_eq!(h.len, 38);
-        let h = parse(b"PROXY TCP6 2001:db8::1 ::1 5555 80\r\n").unwrap().unwrap();
+        assert_eq!(h.len, 39);
+        let h = parse(b"PROXY TCP6 2001:db8::1 ::1 5555 80\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(h.source, Some("[2001:db8::1]:5555".parse().unwrap()));
         let h = parse(b"PROXY UNKNOWN\r\n").unwrap().unwrap();
         assert_eq!(h.source, None);
@@ -166,7 +164,10 @@ mod tests {
         let mut bytes = v2([198, 51, 100, 7], 1, &[]);
         bytes.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
         let (h, rest) = read(&mut bytes.as_slice()).await.unwrap();
-        assert_eq!(h.source.unwrap().ip(), "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            h.source.unwrap().ip(),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(rest, b"GET / HTTP/1.1\r\n\r\n");
         assert_eq!(
             read(&mut &b"PROXY TCP4 1.2.3.4"[..]).await,

@@ -51,12 +51,7 @@ use tokio::{
 };
 
 use crate::{
-    net::{
-        Admission, Admit,
-        forwarded::canonical,
-        per_ip::IpHold,
-        proxy_protocol,
-    },
+    net::{Admission, Admit, forwarded::canonical, per_ip::IpHold, proxy_protocol},
     telemetry::{NetRefusal, TimeoutKind},
 };
 
@@ -316,11 +311,13 @@ fn no_delay(tcp: &TcpStream, on: bool) {
 /// was read past a PROXY header, and holds the connection's per-IP count for as long as
 /// the socket is open (through a websocket upgrade: hyper hands this same value on).
 struct Watched {
+    /// Before `inner`: fields drop in order, so the count is released before the client
+    /// can see the close (and connect again).
+    hold: Option<IpHold>,
     inner: TcpStream,
     heard: Arc<Heard>,
     /// Bytes read past a PROXY header, and how many of them were given back.
     unread: Option<(Vec<u8>, usize)>,
-    hold: Option<IpHold>,
 }
 
 impl Watched {
