@@ -110,15 +110,21 @@ describe('limits', () => {
   });
   after(async () => { closeAllClients(); await gw?.stop(); });
 
-  test('a handshake over --max-connections gets connect_error "Too many connections" and is counted', async () => {
+  test('a handshake over --max-connections gets HTTP 503 (connect_error, the client retries) and is counted', async () => {
     const opts = { transports: ['websocket'], auth: { token: 'valid-token-1' } };
     const held = [await connectClient(gw.url, opts), await connectClient(gw.url, opts), await connectClient(gw.url, opts)];
+    // Engine.IO sessions count from the handshake on: the fourth is refused before any
+    // session exists; socket.io-client reports a transport error and would retry.
     const err = await expectConnectError(gw.url, opts);
-    assert.equal(err.message, 'Too many connections');
+    assert.equal(err.message, 'websocket error');
+    assert.match(String(err.description?.message ?? err.description), /503/);
+    const polling = await expectConnectError(gw.url, { ...opts, transports: ['polling'] });
+    assert.equal(polling.message, 'xhr poll error');
+    assert.equal(polling.description, 503);
     held[0].close();
-    await waitUntil(async () => sample(await scrape(gw.url), 'wsgate_connections') === 2, { what: 'a slot freed' });
+    await waitUntil(async () => sample(await scrape(gw.url), 'wsgate_engine_sessions') === 2, { what: 'a slot freed' });
     (await connectClient(gw.url, opts)).close();
-    assert.equal(sample(await scrape(gw.url), 'wsgate_connects_total{result="limited"}'), 1);
+    assert.equal(sample(await scrape(gw.url), 'wsgate_network_refusals_total{limit="sessions"}'), 2);
     for (const s of held) s.close();
   });
 
