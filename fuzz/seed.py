@@ -116,3 +116,11 @@ for name, text in [
     ("disconnect", '1'),
 ]:
     write("socketio_packet", name, text)
+
+write("proxy_header", "v1", b"PROXY TCP4 192.0.2.1 10.0.0.1 5555 80\r\nGET / HTTP/1.1\r\n")
+write("proxy_header", "v1-tcp6", b"PROXY TCP6 2001:db8::1 ::1 5555 80\r\n")
+write("proxy_header", "v1-unknown", b"PROXY UNKNOWN\r\n")
+write("proxy_header", "v2-tlv", b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x10\xc6\x33\x64\x07\x0a\x00\x00\x01\x10\x92\x01\xbb\x04\x00\x01\x2aGET /")
+write("proxy_header", "v2-local", b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00")
+write("forwarded", "xff", b"\x006.6.6.6, 198.51.100.1, 10.1.1.1\n192.168.1.1:80")
+write("forwarded", "forwarded", b'\x01for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https, For=10.1.1.1;by=x\nfor=unknown')

@@ -659,8 +659,10 @@ pub struct ServeConfig {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub demo_page: Option<bool>,
 
-    /// Most Socket.IO connections this replica holds; further handshakes get a
-    /// `connect_error` with the message `Too many connections`. 0: no limit.
+    /// Most Engine.IO sessions this replica holds, counted from the handshake (connected to
+    /// Socket.IO or not, so abandoned handshakes cannot exhaust memory); a handshake over it
+    /// gets HTTP 503 before any session exists, and a stock client retries with its
+    /// backoff. 0: no limit.
     #[arg(long, env = "WSGATE_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
 

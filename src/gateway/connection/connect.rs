@@ -11,8 +11,9 @@ use crate::{
 
 /// The only message a refused client sees, whatever the reason.
 pub const UNAUTHORIZED: &str = "Unauthorized";
-/// What a client sees when the replica is full (`--max-connections`) or its user has the
-/// most connections allowed.
+/// What a client sees when its user has the most connections allowed, or when the replica's
+/// sockets reach `--max-connections` (which the handshake's admission, `net::admission`,
+/// makes all but impossible: sessions are counted first).
 pub const TOO_MANY_CONNECTIONS: &str = "Too many connections";
 
 /// Marks a socket whose CONNECT reached a draining replica: it is accepted and its
