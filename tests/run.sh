@@ -65,4 +65,7 @@ echo "== [$(date +%T)] node --test (tests/js)"
   timeout 600 npm test --silent)
 echo "== [$(date +%T)] node --test (tests/browser: headless Chromium)"
 (cd tests/browser && WSGATE_BIN="$PWD/../../target/debug/wsgate" timeout 300 npm test --silent)
+echo "== [$(date +%T)] cargo fuzz (each target 15 s; README \"Fuzzing\")"
+# Says "skipped: no nightly toolchain" (or no cargo-fuzz) and passes when they are missing.
+fuzz/run.sh 15
 echo "== [$(date +%T)] all tests passed"

@@ -34,27 +34,55 @@ use super::{
 use crate::telemetry::NetRefusal;
 
 /// The replica's admission state, shared by every connection.
-#[derive(Debug)]
 pub struct Admission {
     max_sessions: usize,
     live: AtomicUsize,
     per_ip: Option<Arc<PerIp>>,
     trusted: TrustedProxies,
+    /// `wsgate_network_refusals_total`, one handle per [`NetRefusal`] value in its order:
+    /// a handle counts with one atomic add, where the `counter!` macro with a label
+    /// allocates its key at every call.
+    refusals: Vec<metrics::Counter>,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("max_sessions", &self.max_sessions)
+            .field("sessions", &self.sessions())
+            .field("per_ip", &self.per_ip)
+            .field("trusted", &self.trusted)
+            .finish()
+    }
 }
 
 impl Admission {
-    /// `max_sessions` 0: no replica limit; `per_ip` `None`: no per-IP limit.
+    /// `max_sessions` 0: no replica limit; `per_ip` `None`: no per-IP limit. Make it after
+    /// the metrics recorder is installed (it keeps the refusal counters' handles).
     pub fn new(
         max_sessions: usize,
         per_ip: Option<Arc<PerIp>>,
         trusted: TrustedProxies,
     ) -> Arc<Self> {
+        let refusals = NetRefusal::ALL
+            .iter()
+            .map(|why| metrics::counter!("wsgate_network_refusals_total", "limit" => why.as_str()))
+            .collect();
         Arc::new(Self {
             max_sessions,
             live: AtomicUsize::new(0),
             per_ip,
             trusted,
+            refusals,
         })
+    }
+
+    /// Count one refusal (no allocation).
+    pub fn count(&self, why: NetRefusal) {
+        let i = NetRefusal::ALL.iter().position(|v| *v == why);
+        if let Some(counter) = i.and_then(|i| self.refusals.get(i)) {
+            counter.increment(1);
+        }
     }
 
     /// Engine.IO sessions open now (connected to Socket.IO or not).
@@ -195,7 +223,7 @@ where
                     req.extensions_mut().insert(Arc::new(permit));
                 }
                 Err(why) => {
-                    why.count();
+                    self.admission.count(why);
                     return Either::Right(std::future::ready(Ok(refusal(why))));
                 }
             }

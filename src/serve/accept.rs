@@ -111,7 +111,7 @@ pub async fn serve(
             match count_connection(&admission, peer) {
                 Ok(hold) => hold,
                 Err(why) => {
-                    refuse(&tcp, why);
+                    refuse(&admission, &tcp, why);
                     continue;
                 }
             }
@@ -152,8 +152,8 @@ fn count_connection(admission: &Admission, ip: IpAddr) -> Result<Option<IpHold>,
 
 /// Refuse a connection before hyper: count it, write the static answer if the socket
 /// takes it at once (no task, no buffer), and close.
-fn refuse(tcp: &TcpStream, why: NetRefusal) {
-    why.count();
+fn refuse(admission: &Admission, tcp: &TcpStream, why: NetRefusal) {
+    admission.count(why);
     let _ = tcp.try_write(TOO_MANY_CONNECTIONS);
 }
 
@@ -189,12 +189,12 @@ impl Conn {
             }
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "refused connection: PROXY protocol header");
-                NetRefusal::ProxyHeader.count();
+                self.admission.count(NetRefusal::ProxyHeader);
                 None
             }
             Err(_) => {
                 tracing::debug!(%peer, "refused connection: no PROXY protocol header in time");
-                NetRefusal::ProxyHeader.count();
+                self.admission.count(NetRefusal::ProxyHeader);
                 None
             }
         }
@@ -212,7 +212,7 @@ impl Conn {
             match count_connection(&self.admission, conn_ip) {
                 Ok(hold) => io.hold = hold,
                 Err(why) => {
-                    refuse(&io.inner, why);
+                    refuse(&self.admission, &io.inner, why);
                     return;
                 }
             }
