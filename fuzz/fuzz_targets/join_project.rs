@@ -2,16 +2,7 @@
 //! (socketioxide hands wsgate a `serde_json::Value`; none at all is `None`).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use wsgate::gateway::validate_join_project;
+#[path = "../targets.rs"]
+mod targets;
 
-fuzz_target!(|data: &[u8]| {
-    match serde_json::from_slice::<serde_json::Value>(data) {
-        Ok(v) => {
-            let _ = validate_join_project(Some(&v));
-        }
-        Err(_) => {
-            let _ = validate_join_project(None);
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::join_project(data));

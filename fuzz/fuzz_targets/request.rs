@@ -1,9 +1,7 @@
 //! The request channel (`socket.io-request#/#`, JSON) as the Redis engine decodes it.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use wsgate::backplane::request;
+#[path = "../targets.rs"]
+mod targets;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = request::decode(data);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::request(data));

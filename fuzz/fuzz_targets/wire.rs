@@ -3,11 +3,7 @@
 //! encoded again, as a replica does when it forwards one.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use wsgate::backplane::wire;
+#[path = "../targets.rs"]
+mod targets;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(envelope) = wire::decode(data) {
-        let _ = wire::encode(&envelope.uid, &envelope.broadcast);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::wire(data));
