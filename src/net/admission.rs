@@ -43,6 +43,8 @@ pub struct Admission {
     /// a handle counts with one atomic add, where the `counter!` macro with a label
     /// allocates its key at every call.
     refusals: Vec<metrics::Counter>,
+    /// `wsgate_engine_sessions`.
+    gauge: metrics::Gauge,
 }
 
 impl std::fmt::Debug for Admission {
@@ -74,6 +76,7 @@ impl Admission {
             per_ip,
             trusted,
             refusals,
+            gauge: metrics::gauge!("wsgate_engine_sessions"),
         })
     }
 
@@ -116,7 +119,7 @@ impl Admission {
             Some(per_ip) => Some(per_ip.handshake(self.trusted.client(conn_ip, headers))?),
             None => None,
         };
-        metrics::gauge!("wsgate_engine_sessions").increment(1.0);
+        self.gauge.increment(1.0);
         Ok(SessionPermit {
             _slot: SlotCounted { _slot: slot },
             _ip: ip,
@@ -142,7 +145,7 @@ struct SlotCounted {
 
 impl Drop for SlotCounted {
     fn drop(&mut self) {
-        metrics::gauge!("wsgate_engine_sessions").decrement(1.0);
+        self._slot.0.gauge.decrement(1.0);
     }
 }
 

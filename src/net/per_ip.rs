@@ -110,6 +110,8 @@ enum Kind {
 pub struct PerIp {
     limits: IpLimits,
     table: Mutex<Table>,
+    /// `wsgate_client_ips`.
+    gauge: metrics::Gauge,
 }
 
 impl std::fmt::Debug for PerIp {
@@ -129,6 +131,7 @@ impl PerIp {
                 map: HashMap::new(),
                 last_sweep: Instant::now(),
             }),
+            gauge: metrics::gauge!("wsgate_client_ips"),
         })
     }
 
@@ -155,6 +158,7 @@ impl PerIp {
             if table.map.len() >= MAX_ENTRIES || now.duration_since(table.last_sweep) >= SWEEP_EVERY
             {
                 sweep(&mut table, &limits, now);
+                self.gauge.set(table.map.len() as f64);
             }
             if table.map.len() >= MAX_ENTRIES {
                 return Err(NetRefusal::IpTableFull);
@@ -172,7 +176,7 @@ impl PerIp {
             table.map.remove(&key);
         }
         if fresh && admitted.is_ok() {
-            set_gauge(table.map.len());
+            self.gauge.set(table.map.len() as f64);
         }
         admitted?;
         Ok(IpHold {
@@ -209,7 +213,7 @@ impl PerIp {
         }
         if entry.idle(&limits, Instant::now()) {
             table.map.remove(&key);
-            set_gauge(table.map.len());
+            self.gauge.set(table.map.len() as f64);
         }
     }
 }
@@ -243,11 +247,6 @@ fn admit(entry: &mut Entry, limits: &IpLimits, kind: Kind, now: Instant) -> Resu
 fn sweep(table: &mut Table, limits: &IpLimits, now: Instant) {
     table.map.retain(|_, e| !e.idle(limits, now));
     table.last_sweep = now;
-    set_gauge(table.map.len());
-}
-
-fn set_gauge(len: usize) {
-    metrics::gauge!("wsgate_client_ips").set(len as f64);
 }
 
 /// One connection or session counted under its client address until dropped.
