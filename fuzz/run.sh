@@ -6,7 +6,7 @@
 # what earlier runs kept there; a crash stops that target, its input is in
 # fuzz/artifacts/<t>/ and the script exits 1 (make it a regression test: README "Fuzzing").
 # FUZZ_TARGET_DIR: cargo's target directory for the instrumented build (default fuzz/target).
-# FUZZ_JOBS: libFuzzer -jobs (default 1).
+# FUZZ_JOBS: run that many libFuzzer processes per target (-jobs; their logs: fuzz/fuzz-N.log).
 set -uo pipefail
 cd "$(dirname "$0")"
 
@@ -30,6 +30,10 @@ if [ "${#targets[@]}" -eq 0 ]; then
   mapfile -t targets < <(cargo +nightly fuzz list)
 fi
 tdir=(--target-dir "${FUZZ_TARGET_DIR:-target}")
+jobs=()
+if [ -n "${FUZZ_JOBS:-}" ]; then
+  jobs=(-jobs="$FUZZ_JOBS" -workers="$FUZZ_JOBS")
+fi
 if ! cargo +nightly fuzz build -O "${tdir[@]}" >build.log 2>&1; then
   tail -30 build.log
   echo "fuzz: build failed (fuzz/build.log)"
@@ -42,7 +46,7 @@ for t in "${targets[@]}"; do
   log="artifacts/$t/last-run.log"
   cargo +nightly fuzz run -O "${tdir[@]}" "$t" "corpus/$t" -- \
     -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 -timeout=10 \
-    -print_final_stats=1 -jobs="${FUZZ_JOBS:-1}" -workers="${FUZZ_JOBS:-1}" >"$log" 2>&1
+    -print_final_stats=1 "${jobs[@]}" >"$log" 2>&1
   rc=$?
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | awk '{s+=$2} END {print s+0}')
   last=$(grep -E '#[0-9]+.*(DONE|pulse|NEW|REDUCE)' "$log" | tail -1)
