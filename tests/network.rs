@@ -333,3 +333,24 @@ async fn the_proxy_protocol_names_the_client() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_websocket_keeps_its_connection_counted_after_the_upgrade() {
+    run_bounded(LIMIT, async {
+        let g = Gateway::start(&["--max-connections-per-ip", "1"]).await;
+        let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", g.addr);
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+        // The upgraded connection left hyper; its count did not.
+        let (_s, r) = proxied(g.addr, b"", "/healthz").await;
+        assert!(r.is_empty() || r.starts_with("HTTP/1.1 429"), "{r:?}");
+        drop(ws);
+        let ok = support::poll_until(
+            Duration::from_secs(5),
+            Duration::from_millis(100),
+            || async { g.get("/healthz").await.ok().filter(|(s, _)| *s == 200) },
+        )
+        .await;
+        assert!(ok.is_some(), "the count went with the websocket");
+    })
+    .await;
+}
