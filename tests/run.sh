@@ -67,5 +67,7 @@ echo "== [$(date +%T)] node --test (tests/browser: headless Chromium)"
 (cd tests/browser && WSGATE_BIN="$PWD/../../target/debug/wsgate" timeout 300 npm test --silent)
 echo "== [$(date +%T)] cargo fuzz (each target 5 s: a smoke run that keeps every target building; README \"Fuzzing\" for long runs)"
 # Says "skipped: no nightly toolchain" (or no cargo-fuzz) and passes when they are missing.
-fuzz/run.sh 5
+# The instrumented build (nightly, ASan, every dependency again) is kept outside the clone,
+# like cargo's registry, so only the first run on a machine pays for it (minutes).
+FUZZ_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/wsgate/fuzz-target}" fuzz/run.sh 5
 echo "== [$(date +%T)] all tests passed"
