@@ -78,8 +78,7 @@ impl Order {
     pub fn parse(at: &str, shard: Option<&str>) -> Option<Self> {
         let shard = match shard {
             None => 0,
-            Some(s) if s.len() == 8 => u32::from_str_radix(s, 16).ok()?,
-            Some(_) => return None,
+            Some(s) => parse_shard(s)?,
         };
         Some(Order {
             shard,
@@ -89,8 +88,21 @@ impl Order {
 
     /// The shard as the publish script writes it (8 lowercase hex digits).
     pub fn shard_hex(&self) -> String {
-        format!("{:08x}", self.shard)
+        shard_text(self.shard)
     }
+}
+
+/// A shard as the publish script writes it (`wsgateShard`, entry field `s`): 8 lowercase
+/// hex digits.
+pub fn shard_text(shard: u32) -> String {
+    format!("{shard:08x}")
+}
+
+/// A shard written by the publish script (8 hex digits), the inverse of [`shard_text`].
+pub fn parse_shard(s: &str) -> Option<u32> {
+    (s.len() == 8)
+        .then(|| u32::from_str_radix(s, 16).ok())
+        .flatten()
 }
 
 /// How far a client (or a replica) got in every shard: the largest order delivered per

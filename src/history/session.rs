@@ -19,7 +19,7 @@ use futures_util::{FutureExt, future::BoxFuture};
 
 use super::{Broadcast, HistoryError, Reason, keys};
 use crate::backplane::{
-    position::{Clock, Order},
+    position::{Clock, Order, parse_shard, shard_text},
     room_channel,
     store::{Conn, Store},
     stream::text,
@@ -245,7 +245,7 @@ async fn run_all(store: &Store, cmds: Vec<::redis::Cmd>) -> Result<(), HistoryEr
 /// How the resume script names `shard` (what the publish script writes in `s`).
 fn shard_arg(cluster: bool, shard: u32) -> String {
     if cluster {
-        format!("{shard:08x}")
+        shard_text(shard)
     } else {
         "0".to_owned()
     }
@@ -502,14 +502,14 @@ fn judge(
             Some("unavailable") => return Ok(Resume::Lost(Reason::Unavailable)),
             _ => return Err(HistoryError::Reply("resume: status")),
         }
-        let head = number(head).ok_or(HistoryError::Reply("resume: head"))?;
+        let at = number(head).ok_or(HistoryError::Reply("resume: head"))?;
+        // `0` (one Redis, or a room never published to) is shard 0.
         let shard = match text(head_shard).as_deref() {
-            None | Some("0") => None,
-            Some(s) => Some(s.to_owned()),
-        };
-        let head = Order::parse(&head.to_string(), shard.as_deref())
-            .ok_or(HistoryError::Reply("resume: head shard"))?;
-        heads.insert(room.clone(), head);
+            None | Some("0") => Some(0),
+            Some(s) => parse_shard(s),
+        }
+        .ok_or(HistoryError::Reply("resume: head shard"))?;
+        heads.insert(room.clone(), Order { shard, at });
         for pair in entries.chunks(2) {
             let [order, Value::BulkString(bytes)] = pair else {
                 return Err(HistoryError::Reply("resume: entry"));

@@ -632,17 +632,19 @@ impl Resumes {
                 event,
                 text,
                 ack,
-            } => match self.holds.get_mut(&socket.id).map(|h| &mut h.phase) {
-                Some(Phase::Holding(kept)) => kept.push(Kept::Reply(event, text, ack)),
-                Some(Phase::Catching { at, .. }) => {
-                    let at = at.render(self.reached.as_ref().is_some_and(|r| r.cluster));
-                    send_reply(&socket, event, &text, ack, Some(at))
+            } => {
+                let cluster = self.cluster();
+                match self.holds.get_mut(&socket.id).map(|h| &mut h.phase) {
+                    Some(Phase::Holding(kept)) => kept.push(Kept::Reply(event, text, ack)),
+                    Some(Phase::Catching { at, .. }) => {
+                        send_reply(&socket, event, &text, ack, Some(at.render(cluster)))
+                    }
+                    None => {
+                        let at = self.reached.as_ref().and_then(|r| r.stamp(None));
+                        send_reply(&socket, event, &text, ack, at)
+                    }
                 }
-                None => {
-                    let at = self.reached.as_ref().and_then(|r| r.stamp(None));
-                    send_reply(&socket, event, &text, ack, at)
-                }
-            },
+            }
         }
     }
 
