@@ -36,3 +36,22 @@ impl<H: Clone, A, T> Clone for MakeErasedHandler<H, A, T> {
         }
     }
 }
+
+// wsgate hunk 8 (begin)
+/// Runs a handler's future: polled once in place, then spawned on a task of its own only if
+/// it is not done. A handler whose work is synchronous (its future completes at its first
+/// poll, e.g. `async {}` after a closure body that did everything) then costs no task:
+/// no allocation of a task cell, no scheduling, no wake-up of another worker thread. A
+/// future that waits goes on in its task as before (the first poll's waker is a no-op; the
+/// task polls it again at once with its own).
+pub(crate) fn spawn_unless_ready<F>(fut: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut fut = Box::pin(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if fut.as_mut().poll(&mut cx).is_pending() {
+        tokio::spawn(fut);
+    }
+}
+// wsgate hunk 8 (end)
