@@ -54,4 +54,35 @@ where
         tokio::spawn(fut);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+
+    #[tokio::test]
+    async fn a_ready_future_runs_in_place_and_a_waiting_one_in_its_task() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        super::spawn_unless_ready(async move { r.store(true, Ordering::SeqCst) });
+        // Done before this test yields: it ran where it was called.
+        assert!(ran.load(Ordering::SeqCst));
+
+        // A future that waits is woken through its task's waker, not the first poll's no-op.
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        super::spawn_unless_ready(async move {
+            rx.await.unwrap();
+            done_tx.send(()).unwrap();
+        });
+        tokio::task::yield_now().await;
+        tx.send(()).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), done_rx)
+            .await
+            .expect("the waiting future was woken")
+            .unwrap();
+    }
+}
 // wsgate hunk 8 (end)
