@@ -5,7 +5,7 @@
 
 pub mod demo;
 mod detach;
-pub use detach::KeptHeaders;
+use detach::KeptHeaders;
 pub mod origin;
 
 use std::sync::Arc;
@@ -35,12 +35,13 @@ struct AppState {
 }
 
 /// The replica's router: Socket.IO (with whatever adapter the gateway chose) plus the
-/// operational endpoints. `kept`: the handshake headers a session keeps (`detach`).
+/// operational endpoints. `forwarded`: the handshake headers the HTTP hooks forward, which a
+/// session keeps beside its credentials (`detach`).
 pub fn router<A: socketioxide::adapter::Adapter>(
     socketio: SocketIoLayer<A>,
     readiness: Arc<dyn Readiness>,
     metrics: Option<PrometheusHandle>,
-    kept: KeptHeaders,
+    forwarded: &[String],
 ) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -50,7 +51,7 @@ pub fn router<A: socketioxide::adapter::Adapter>(
         .layer(socketio)
         // Outside socketioxide, so it sees the copied head (http/detach.rs).
         .layer(axum::middleware::from_fn_with_state(
-            kept,
+            KeptHeaders::new(forwarded),
             detach::detach_head,
         ))
 }
