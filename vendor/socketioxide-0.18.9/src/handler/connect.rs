@@ -419,7 +419,7 @@ macro_rules! impl_handler_async {
                 )*
 
                 let fut = (self.clone())($($ty,)*);
-                super::spawn_unless_ready(fut); // wsgate hunk 9
+                tokio::spawn(fut);
             }
         }
     };
