@@ -62,7 +62,7 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
     sid: Option<Sid>,
     req: Request<R>,
 ) -> Result<Response<ResponseBody<B>>, Error> {
-    // wsgate hunk 10: the pending upgrade is taken out of the request here and the request's
+    // wsgate hunk 11: the pending upgrade is taken out of the request here and the request's
     // head moves on as it is, instead of a clone of the whole head (headers, extensions) for
     // the upgrade beside the one the session keeps; the task holds the upgrade, not the request.
     let mut req = req;

@@ -37,7 +37,7 @@ impl<H: Clone, A, T> Clone for MakeErasedHandler<H, A, T> {
     }
 }
 
-// wsgate hunk 9 (begin)
+// wsgate hunk 10 (begin)
 /// Runs a handler's future: polled once in place, then spawned on a task of its own only if
 /// it is not done. A handler whose work is synchronous (its future completes at its first
 /// poll, e.g. `async {}` after a closure body that did everything) then costs no task:
@@ -85,4 +85,4 @@ mod tests {
             .unwrap();
     }
 }
-// wsgate hunk 9 (end)
+// wsgate hunk 10 (end)
