@@ -7,6 +7,15 @@ use clap::Parser;
 use tracing_subscriber::{EnvFilter, fmt};
 use wsgate::config::{Cli, Command, LogFormat};
 
+/// jemalloc instead of glibc's malloc. A connection is a few hundred small allocations, many
+/// of them (task cells, buffers) freed on another worker thread than the one that made them:
+/// glibc's arenas spent about a fifth of a connect's user-space instructions in `malloc` and
+/// `free` and added a 16-byte header to every block. Figures (RSS per idle connection,
+/// instructions and CPU per connect, CPU per delivery) in BENCHMARKS.md, "Issue 15: idle
+/// memory and connect cost".
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Log level without `RUST_LOG`. The redis crate's cluster client warns on every retry while
 /// a node fails over (hundreds of lines); the cluster engine logs the state changes itself.
 const DEFAULT_LOG: &str = "info,redis=error";

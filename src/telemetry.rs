@@ -55,9 +55,31 @@ macro_rules! labels {
                         self.increment(1);
                     }
 
-                    /// Count `n` under this value.
+                    /// Count `n` under this value: through the handle kept at
+                    /// [`install`] (one atomic add), or through the `counter!` macro
+                    /// before it (which allocates the labelled key at every call).
                     pub fn increment(self, n: u64) {
-                        metrics::counter!($metric, $key => self.as_str()).increment(n);
+                        match Self::handles().get().and_then(|h| h.get(self as usize)) {
+                            Some(counter) => counter.increment(n),
+                            None => metrics::counter!($metric, $key => self.as_str()).increment(n),
+                        }
+                    }
+
+                    /// One handle per value, in declaration order, once kept.
+                    fn handles() -> &'static std::sync::OnceLock<Box<[metrics::Counter]>> {
+                        static HANDLES: std::sync::OnceLock<Box<[metrics::Counter]>> =
+                            std::sync::OnceLock::new();
+                        &HANDLES
+                    }
+
+                    /// Keep a handle per value from the recorder installed now.
+                    fn keep_handles() {
+                        let _ = Self::handles().set(
+                            Self::ALL
+                                .iter()
+                                .map(|v| metrics::counter!($metric, $key => v.as_str()))
+                                .collect(),
+                        );
                     }
                 }
             )?
@@ -66,6 +88,11 @@ macro_rules! labels {
         /// Every counter with one label: its name, the label's name and every value.
         pub const LABELLED: &[(&str, &str, &[&str])] = &[
             $($(($metric, $key, $name::VALUES),)?)+
+        ];
+
+        /// Keep the handles of every counter with one label (see `increment`).
+        const KEEP_HANDLES: &[fn()] = &[
+            $($({ let _ = $metric; $name::keep_handles },)?)+
         ];
     };
 }
@@ -289,6 +316,9 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     let handle = builder()?.install_recorder()?;
     describe();
     declare();
+    for keep in KEEP_HANDLES {
+        keep();
+    }
     Ok(handle)
 }
 

@@ -155,6 +155,9 @@ async fn measure(cfg: &BenchConfig) -> Result<serde_json::Value, BenchError> {
     let (clients, failed, retried, connect_time) = connect_all(cfg).await;
     let connected = clients.len();
     let connect_rate = connected as f64 / connect_time.as_secs_f64().max(1e-9);
+    // The servers' CPU over the connect phase: per connect, the cost a core pays for one
+    // (1e6 / it = connects per second per core), whatever the generator's share of the cores.
+    let connect_cpu = procstat::total(&cfg.pids).cpu_seconds - baseline.cpu_seconds;
     eprintln!(
         "bench: {connected} clients joined in {connect_time:.2?} ({connect_rate:.0}/s), {failed} failed, {retried} retried"
     );
@@ -166,6 +169,8 @@ async fn measure(cfg: &BenchConfig) -> Result<serde_json::Value, BenchError> {
         "connect_retried": retried,
         "connect_seconds": connect_time.as_secs_f64(),
         "connects_per_second": connect_rate,
+        "server_cpu_seconds_connecting": connect_cpu,
+        "server_cpu_us_per_connect": connect_cpu * 1e6 / connected.max(1) as f64,
         "server_pids": cfg.pids,
     });
 

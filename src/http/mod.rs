@@ -5,6 +5,7 @@
 
 pub mod demo;
 mod detach;
+use detach::KeptHeaders;
 pub mod origin;
 
 use std::sync::Arc;
@@ -34,11 +35,13 @@ struct AppState {
 }
 
 /// The replica's router: Socket.IO (with whatever adapter the gateway chose) plus the
-/// operational endpoints.
+/// operational endpoints. `forwarded`: the handshake headers the HTTP hooks forward, which a
+/// session keeps beside its credentials (`detach`).
 pub fn router<A: socketioxide::adapter::Adapter>(
     socketio: SocketIoLayer<A>,
     readiness: Arc<dyn Readiness>,
     metrics: Option<PrometheusHandle>,
+    forwarded: &[String],
 ) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -47,7 +50,10 @@ pub fn router<A: socketioxide::adapter::Adapter>(
         .with_state(AppState { readiness, metrics })
         .layer(socketio)
         // Outside socketioxide, so it sees the copied head (http/detach.rs).
-        .layer(axum::middleware::from_fn(detach::detach_head))
+        .layer(axum::middleware::from_fn_with_state(
+            KeptHeaders::new(forwarded),
+            detach::detach_head,
+        ))
 }
 
 async fn healthz() -> &'static str {

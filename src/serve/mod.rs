@@ -157,7 +157,7 @@ pub async fn run(
     });
     tasks.spawn("readiness", publish_readiness(readiness.clone()));
 
-    let mut app = http::router(layer, readiness, metrics).layer(
+    let mut app = http::router(layer, readiness, metrics, &cfg.identity.hook_forward_header).layer(
         axum::middleware::from_fn_with_state(shutdown.clone(), http::refuse::refuse_new_sessions),
     );
     if cfg.demo_page_enabled() {

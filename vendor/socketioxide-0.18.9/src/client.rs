@@ -76,7 +76,7 @@ impl<A: Adapter> Client<A> {
         };
 
         if let Some(ns) = self.get_ns(ns_path) {
-            tokio::spawn(connect(ns, esocket.clone()));
+            crate::handler::spawn_unless_ready(connect(ns, esocket.clone())); // wsgate hunk 10
         } else if let Ok(Match { value: ns_ctr, .. }) = self.router.read().unwrap().at(ns_path) {
             let path = Str::copy_from_slice(ns_path);
             let ns = ns_ctr.get_new_ns(path.clone(), &self.adapter_state, &self.config);

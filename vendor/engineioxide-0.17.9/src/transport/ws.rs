@@ -62,19 +62,20 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
     sid: Option<Sid>,
     req: Request<R>,
 ) -> Result<Response<ResponseBody<B>>, Error> {
-    let (parts, body) = req.into_parts();
-    let req = Request::from_parts(parts.clone(), body);
-
-    let ws_key = parts
-        .headers
+    // wsgate hunk 11: the pending upgrade is taken out of the request here and the request's
+    // head moves on as it is, instead of a clone of the whole head (headers, extensions) for
+    // the upgrade beside the one the session keeps; the task holds the upgrade, not the request.
+    let mut req = req;
+    let ws_key = req
+        .headers()
         .get("Sec-WebSocket-Key")
         .ok_or(Error::InvalidWebSocketKey)?
         .clone();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, _body) = req.into_parts();
 
     tokio::spawn(async move {
-        let conn = hyper::upgrade::on(req)
-            .await
-            .map(hyper_util::rt::TokioIo::new);
+        let conn = on_upgrade.await.map(hyper_util::rt::TokioIo::new);
 
         let res = match conn {
             Ok(conn) => on_init(engine.clone(), conn, protocol, sid, parts).await,
