@@ -35,6 +35,13 @@ pub use wire::Args;
 
 /// The namespace's channel prefix of the socket.io Redis adapter (`socket.io` + `#/#`).
 pub const BROADCAST_CHANNEL: &str = "socket.io#/#";
+/// The room channels of wsgate socket ids (16 characters), subscribed once per replica
+/// with `PSUBSCRIBE`: an emitter's `to(socketId)` publishes on the room's own channel, and
+/// a subscription per socket would cost a Redis command per connect. Names of other rooms
+/// of that length match too: the engine delivers those from their own subscription, and
+/// without local members they reach nobody.
+pub const SOCKET_ID_PATTERN: &str = "socket.io#/#????????????????#";
+
 /// Requests between servers (socketsJoin, fetchSockets, ...), JSON or msgpack.
 pub const REQUEST_CHANNEL: &str = "socket.io-request#/#";
 /// Answers to requests.

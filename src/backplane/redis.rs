@@ -4,7 +4,9 @@
 //! the order they were made, reads messages, decodes each once and hands it to the
 //! gateway through the inbound channel. When Redis goes away it marks the engine not
 //! ready, logs once, reconnects with capped exponential backoff and jitter, and subscribes
-//! again to every room that still has members. A subscriber Redis closes (`CLIENT KILL`,
+//! again to every room that still has members. Socket-id rooms (`to(socketId)`) take no
+//! subscription each: one pattern, [`super::SOCKET_ID_PATTERN`], brings every room channel
+//! whose name has a wsgate socket id's length. A subscriber Redis closes (`CLIENT KILL`,
 //! its `client-output-buffer-limit pubsub` passed, a Sentinel failover) is noticed when its
 //! stream ends and counted in `wsgate_backplane_disconnects_total{reason}`. Each connection
 //! is made by a [`Connector`] (TLS, ACL user, the primary Sentinel names now). Publishing
@@ -281,6 +283,9 @@ impl Subscriber {
         if let Err(e) = sink.subscribe(&initial).await {
             return End::Lost(e.to_string());
         }
+        if let Err(e) = sink.psubscribe(super::SOCKET_ID_PATTERN).await {
+            return End::Lost(e.to_string());
+        }
         self.ready.store(true, Ordering::Relaxed);
         metrics::gauge!("wsgate_backplane_connected").set(1.0);
         metrics::gauge!("wsgate_backplane_subscriptions").set(self.rooms.len() as f64);
@@ -326,6 +331,12 @@ impl Subscriber {
     }
 
     async fn on_message(&self, msg: &::redis::Msg) {
+        // A room channel with a socket id's length: a socket-id room (Node's `to(id)`).
+        // A room of that length this replica is subscribed to arrives as a plain message
+        // too: that copy is the one delivered.
+        if msg.from_pattern() && self.rooms.contains(msg.get_channel_name()) {
+            return;
+        }
         let payload = msg.get_payload_bytes();
         let rx = &self.receiver;
         let inbound = if msg.get_channel_name() == CONTROL_CHANNEL {

@@ -129,7 +129,8 @@ pub async fn run(
         shutdown.clone(),
         access.limits,
         fleet.history,
-    );
+    )
+    .with_user_room_prefix(&cfg.identity.user_room_prefix);
     let gateway = with_recovery(gateway, fleet.sessions, &io, &mut tasks);
     tasks.spawn(
         "delivery",

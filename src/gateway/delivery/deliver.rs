@@ -9,7 +9,7 @@ use serde_json::json;
 use socketioxide::{BroadcastError, SocketError};
 
 use super::{
-    membership::{self, Membership},
+    membership::Membership,
     recover::{self, Recovering, with_position},
 };
 use crate::{
@@ -132,7 +132,10 @@ async fn deliver(
 ) {
     let started = std::time::Instant::now();
     let matched = match (membership, b.rooms.as_slice()) {
-        (Some(m), [room]) if b.except.is_empty() => m.count(room),
+        // A socket-id room is local only: it has no count.
+        (Some(m), [room]) if b.except.is_empty() && !super::reach::is_socket_id(room) => {
+            m.count(room)
+        }
         _ => io
             .to(b.rooms.clone())
             .except(b.except.clone())
@@ -222,7 +225,7 @@ fn details(s: &Socket) -> request::SocketDetails {
             "xdomain": false,
             "secure": false,
         }),
-        rooms: membership::project_rooms(s),
+        rooms: super::reach::node_rooms(s),
         data: json!({ "userId": user }),
     }
 }
