@@ -176,7 +176,8 @@ pub fn decode(bytes: &[u8]) -> Result<Message, ShardedError> {
                     broadcast,
                 });
             }
-            RequestKind::BroadcastWithAck(broadcast)
+            // Acks are not collected on a cluster: the answer is a count of 0.
+            RequestKind::BroadcastWithAck(broadcast, None)
         }
         SOCKETS_JOIN => RequestKind::Join(wire::strings(
             wire::get(&data, "rooms"),
@@ -317,7 +318,7 @@ pub fn response_kind(k: &RequestKind) -> Option<u64> {
     match k {
         RequestKind::Fetch => Some(FETCH_SOCKETS_RESPONSE),
         RequestKind::ServerSideEmit => Some(SERVER_SIDE_EMIT_RESPONSE),
-        RequestKind::BroadcastWithAck(_) => Some(BROADCAST_CLIENT_COUNT),
+        RequestKind::BroadcastWithAck(..) => Some(BROADCAST_CLIENT_COUNT),
         _ => None,
     }
 }

@@ -230,6 +230,29 @@ describe('reach one user or one socket: 2 wsgate replicas + 1 Node server + emit
     }
   });
 
+  test('the Node server\'s emitWithAck gets every wsgate client\'s ack, within its timeout', async () => {
+    const t0 = Date.now();
+    const toUser = await io.timeout(4000).to('user:user_1').emitWithAck('ask', 'q1');
+    assert.ok(Date.now() - t0 < 3500, `emitWithAck to a room took ${Date.now() - t0} ms (waited for the timeout)`);
+    assert.deepEqual(toUser.map((r) => r.from).sort(), [a1, a2, an].map((c) => c.name).sort());
+    for (const r of toUser) assert.equal(r.x, 'q1');
+    const toAll = await io.timeout(4000).emitWithAck('ask', 'q2');
+    assert.deepEqual(toAll.map((r) => r.from).sort(), all.map((c) => c.name).sort());
+    const toOne = await io.timeout(4000).to(a2.socket.id).emitWithAck('ask', 'q3');
+    assert.deepEqual(toOne, [{ from: a2.name, x: 'q3' }]);
+    const except = await io.timeout(4000).except('user:user_1').emitWithAck('ask', 'q4');
+    assert.deepEqual(except.map((r) => r.from).sort(), [b1, bn, c1].map((c) => c.name).sort());
+  });
+
+  test('a wsgate client that does not ack makes emitWithAck time out, as a Node client would', async () => {
+    const mute = await connectClient(gws[1].url, { transports: ['websocket'], auth: { token: 'valid-token-3' } });
+    try {
+      await assert.rejects(io.timeout(1000).to('user:user_3').emitWithAck('ask', 'q5'), /timed out/);
+    } finally {
+      mute.close();
+    }
+  });
+
   test('in(socketId).disconnectSockets(true) disconnects that socket only', async () => {
     emitter.in(b1.socket.id).disconnectSockets(true);
     await waitUntil(() => b1.disconnects.length > 0, { what: 'b1 disconnected' });
