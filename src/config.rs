@@ -429,7 +429,7 @@ pub struct IdentityConfig {
     /// Every authenticated socket is also in the room `<prefix><userId>`, so a backend
     /// reaches all of a user's sockets with `to("user:alice")`; clients cannot join or
     /// leave such rooms. Empty: no user rooms.
-    #[arg(long, env = "WSGATE_USER_ROOM_PREFIX", default_value = crate::gateway::DEFAULT_USER_ROOM_PREFIX)]
+    #[arg(long, env = "WSGATE_USER_ROOM_PREFIX", default_value = crate::backplane::DEFAULT_USER_ROOM_PREFIX)]
     pub user_room_prefix: String,
 }
 
@@ -845,7 +845,7 @@ pub struct PublishConfig {
     pub sockets: Vec<String>,
 
     /// The replicas' `--user-room-prefix`, which `--user` names rooms with.
-    #[arg(long, env = "WSGATE_USER_ROOM_PREFIX", default_value = crate::gateway::DEFAULT_USER_ROOM_PREFIX)]
+    #[arg(long, env = "WSGATE_USER_ROOM_PREFIX", default_value = crate::backplane::DEFAULT_USER_ROOM_PREFIX)]
     pub user_room_prefix: String,
 
     /// Event name the clients receive.

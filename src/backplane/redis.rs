@@ -93,15 +93,17 @@ impl RedisPublisher {
 
     /// Publish `b`; returns how many subscribers received it and, when it went into its
     /// room's history (history on, exactly one room, not volatile), its position.
-    /// Broadcasts to several rooms or to all have no single history, and a volatile one
-    /// may be skipped anyway: those are published plain.
+    /// Broadcasts to several rooms or to all have no single history, a volatile one
+    /// may be skipped anyway, and a socket-id room ends with its connection: those are
+    /// published plain.
     pub async fn publish_positioned(
         &self,
         b: &Broadcast,
     ) -> Result<(u64, Option<Position>), BackplaneError> {
         let channel = super::channel_for(b);
-        match (&self.history, b.rooms.len()) {
-            (Some(cfg), 1) if !b.volatile => {
+        match (&self.history, b.rooms.as_slice()) {
+            // A socket-id room keeps no history: it lives as long as one connection.
+            (Some(cfg), [room]) if !b.volatile && !super::is_socket_id(room) => {
                 let prefix = wire::encode_open(&self.uid, b);
                 let mut conn = self.pool.get().await?;
                 let (n, at) = stream::publish(&mut conn, cfg, &channel, &prefix, false).await?;

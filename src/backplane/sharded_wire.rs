@@ -103,10 +103,14 @@ impl ShardedError {
     }
 }
 
-/// The channel the Node sharded adapter (dynamic mode) publishes `b` on.
+/// The channel the Node sharded adapter (dynamic mode) publishes `b` on; a wsgate
+/// socket id's room goes to the namespace channel too (as the adapter does for its own
+/// ids), since a replica has no shard channel per socket.
 pub fn channel_for(b: &Broadcast) -> String {
     match b.rooms.as_slice() {
-        [room] if room.encode_utf16().count() != SOCKET_ID_LEN => super::room_channel(room),
+        [room] if room.encode_utf16().count() != SOCKET_ID_LEN && !super::is_socket_id(room) => {
+            super::room_channel(room)
+        }
         _ => BROADCAST_CHANNEL.to_owned(),
     }
 }
@@ -431,6 +435,8 @@ mod tests {
         let mut b = wire::example_update();
         b.rooms = vec!["x".repeat(20)];
         assert_eq!(channel_for(&b), "socket.io#/#", "socket-id-like rooms");
+        b.rooms = vec!["AbCd_-0123456789".into()];
+        assert_eq!(channel_for(&b), "socket.io#/#", "wsgate socket ids");
         b.rooms = vec![];
         assert_eq!(channel_for(&b), "socket.io#/#");
         assert_eq!(response_channel("req999"), "socket.io#/#req999#");

@@ -47,9 +47,6 @@ pub use delivery::{
 };
 use events::error::ClientError;
 
-/// The user-room prefix unless `--user-room-prefix` says otherwise.
-pub const DEFAULT_USER_ROOM_PREFIX: &str = "user:";
-
 /// The Socket.IO server of a replica (socketioxide with wsgate's [`Adapter`]).
 pub type Io = socketioxide::SocketIo<Adapter>;
 /// One connected client socket.
@@ -117,7 +114,7 @@ impl Gateway {
             history,
             recover: recover::Commands::default(),
             csr: None,
-            user_room_prefix: Some(DEFAULT_USER_ROOM_PREFIX.to_owned()),
+            user_room_prefix: Some(crate::backplane::DEFAULT_USER_ROOM_PREFIX.to_owned()),
         })
     }
 

@@ -94,7 +94,7 @@ impl Publisher {
         Ok(Self {
             inner: Engine::new(redis_url, mode, conn)?,
             max_size: DEFAULT_MAX_MESSAGE_SIZE,
-            user_room_prefix: crate::gateway::DEFAULT_USER_ROOM_PREFIX.to_owned(),
+            user_room_prefix: crate::backplane::DEFAULT_USER_ROOM_PREFIX.to_owned(),
         })
     }
 
@@ -142,7 +142,7 @@ impl Publisher {
     }
 
     /// The same publisher, naming user rooms with `prefix` (the replicas'
-    /// `--user-room-prefix`; [`crate::gateway::DEFAULT_USER_ROOM_PREFIX`] unless set).
+    /// `--user-room-prefix`; [`crate::backplane::DEFAULT_USER_ROOM_PREFIX`] unless set).
     pub fn with_user_room_prefix(self, prefix: &str) -> Self {
         Self {
             user_room_prefix: prefix.to_owned(),

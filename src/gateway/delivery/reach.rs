@@ -13,9 +13,7 @@
 //! `leave_project`, and neither counts as a project room (room limits, revocation,
 //! sessions).
 
-use std::{str::FromStr, sync::Arc};
-
-use socketioxide::socket::Sid;
+use std::sync::Arc;
 
 use super::membership;
 use crate::{
@@ -28,11 +26,8 @@ use crate::{
 #[derive(Clone)]
 pub(crate) struct UserRoom(pub(crate) Arc<str>);
 
-/// Whether `room` has the shape of a wsgate socket id (16 url-safe base64 characters):
-/// such a name is a socket-id room, never a project.
-pub(crate) fn is_socket_id(room: &str) -> bool {
-    Sid::from_str(room).is_ok()
-}
+/// Whether `room` has the shape of a wsgate socket id: a socket-id room, never a project.
+pub(crate) use crate::backplane::is_socket_id;
 
 /// The user room of `user` with `prefix` (`None`: user rooms are off).
 pub(crate) fn user_room(prefix: Option<&str>, user: &str) -> Option<String> {
@@ -97,7 +92,7 @@ mod tests {
 
     #[test]
     fn socket_ids_and_user_rooms_are_reserved() {
-        let sid = Sid::new().to_string();
+        let sid = socketioxide::socket::Sid::new().to_string();
         assert!(is_socket_id(&sid));
         assert!(reserved(Some("user:"), &sid));
         assert!(reserved(None, &sid));
