@@ -249,7 +249,8 @@ pub struct BenchConfig {
     #[arg(long = "room", default_values_t = ["project_one".to_string(), "project_two".to_string(), "project_three".to_string()])]
     pub rooms: Vec<String>,
 
-    /// Token every client authenticates with (it must be allowed to join every room).
+    /// Token every client authenticates with (it must be allowed to join every room);
+    /// `{i}` in it becomes the client's index, for one user per client with a token table.
     #[arg(long, default_value = "valid-token-2")]
     pub token: String,
 

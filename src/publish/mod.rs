@@ -243,6 +243,15 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_user_and_a_socket_are_one_room_each() {
+        let b = to_room(user_room("user:", "alice"), "n", Args(vec![1.into()]));
+        assert_eq!(encode(&b).0, "socket.io#/#user:alice#");
+        let b = to_room("AbCd_-0123456789".into(), "n", Args::default());
+        assert_eq!(encode(&b).0, "socket.io#/#AbCd_-0123456789#");
+        assert_eq!(b.rooms, ["AbCd_-0123456789"]);
+    }
+
     #[tokio::test]
     async fn a_message_over_the_limit_is_refused_before_redis() {
         // Nothing listens on port 1: a refusal that is not `TooLarge` would mean a send.
