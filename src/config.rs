@@ -597,11 +597,10 @@ pub struct ServeConfig {
 
     /// Write an update to a websocket with nothing queued straight from the delivery task
     /// instead of waking the socket's writer task (vendored engineioxide hunk 8): 7-28 % less
-    /// CPU per delivery in BENCHMARKS.md's runs. Off by default: with it on, stock
-    /// connection-state recovery lost sessions across rolling restarts in `tests/js/csr.test.mjs`
-    /// (not yet understood).
+    /// CPU per delivery in BENCHMARKS.md's runs. `false` sends every packet through the
+    /// socket's queue and writer task, as the published engineioxide does.
     #[arg(long, env = "WSGATE_DIRECT_WRITES", num_args = 0..=1, default_missing_value = "true",
-          default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+          default_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub direct_writes: bool,
 
     /// Send each frame at once (TCP_NODELAY) instead of letting Nagle's algorithm hold a

@@ -183,8 +183,7 @@ fn on_connect(gw: Arc<Gateway>, socket: Socket) {
         return;
     }
     metrics::gauge!("wsgate_connections").increment(1.0);
-    gw.limits.on_connect(&socket);
-    events::register(&gw, &socket);
+    gw.limits.on_connect();
     if socket.extensions.get::<resume::Resuming>().is_some() {
         tokio::spawn(resume::run(gw.clone(), socket.clone()));
     }

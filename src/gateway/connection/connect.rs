@@ -1,11 +1,13 @@
 //! The connect middleware: authenticate the handshake before the socket exists.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 use socketioxide::extract::TryData;
 
 use crate::{
     auth::{Credentials, Identity},
-    gateway::{Gateway, Socket, delivery::resume},
+    gateway::{Gateway, Socket, delivery::resume, events},
     telemetry::{self, AuthStage, ConnectResult, LimitKind},
 };
 
@@ -24,10 +26,11 @@ pub const TOO_MANY_CONNECTIONS: &str = "Too many connections";
 pub(crate) struct ArrivedDraining;
 
 /// Authenticate from the `Authorization` header or `auth.token`; on success the socket
-/// carries its [`Identity`] in its extensions. Every handshake is counted here, once.
+/// carries its [`Identity`] in its extensions and has its event handlers. Every handshake
+/// is counted here, once.
 /// It waits only for sources that ask a remote service (`--auth http`).
 pub async fn authenticate(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     socket: &Socket,
     auth: TryData<Value>,
 ) -> Result<(), &'static str> {
@@ -38,6 +41,11 @@ pub async fn authenticate(
             tracing::debug!(sid = %socket.id, user = %identity.user_id, transport = ?socket.transport_type(), "connected");
             resume::handshake(gw, socket, &identity, resume).await;
             socket.extensions.insert(identity);
+            // socketioxide sends the CONNECT reply before it calls the connect handler, and
+            // the client may answer it with an event at once: a handler registered only in
+            // `on_connect` can come too late, and an event without one is dropped unanswered.
+            gw.limits.prepare(socket);
+            events::register(gw, socket);
             Ok(())
         }
         Err(ConnectResult::Draining) => {

@@ -124,9 +124,14 @@ impl Limits {
         self.max_connections == 0 || self.live.load(Ordering::Relaxed) < self.max_connections
     }
 
-    /// A socket connected: count it and give it its bucket.
-    pub fn on_connect(&self, socket: &Socket) {
+    /// A socket connected: count it.
+    pub fn on_connect(&self) {
         self.live.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Give an admitted socket its event bucket. Called by the connect middleware, before
+    /// the CONNECT reply can reach the client, so its first event finds the bucket.
+    pub fn prepare(&self, socket: &Socket) {
         if let Some(q) = self.quota {
             socket.extensions.insert(Bucket(Arc::new(BucketState {
                 limiter: RateLimiter::direct(q),
