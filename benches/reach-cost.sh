@@ -10,7 +10,9 @@
 #   per-user  one user per client (`--token 't{i}'`): a user room, and its Redis
 #             subscription, per connection
 # Prints connects/s, RSS per connection and replica CPU per connect (from /proc), the
-# replica's Redis subscriptions and Redis's memory per user room (INFO used_memory).
+# replica's Redis subscriptions and Redis's memory per user room (INFO used_memory). Both
+# Redis figures are read once the bench has closed its clients, while the replica is still
+# unsubscribing: the channel count is a lower bound and the bytes an approximation.
 #
 #   BASE=/tmp/wsgate-main benches/reach-cost.sh     # release build of this tree, CLIENTS=5000
 #   BIN=target/release/wsgate BASE=... CLIENTS=10000 ROUNDS=2 benches/reach-cost.sh
@@ -49,7 +51,7 @@ json.dump(tokens, open(f"{work}/tokens.json", "w"))
 json.dump(perms, open(f"{work}/perms.json", "w"))
 PY
 used() { redis-cli -p "$rport" info memory | awk -F: '/^used_memory:/ {print $2+0}'; }
-echo "| round | setting | connects+joins/s | RSS bytes/connection | replica CPU µs/connect | replica subscriptions | Redis bytes per user room |"
+echo "| round | setting | connects+joins/s (retried) | RSS bytes/connection | replica CPU µs/connect | Redis patterns/channels | Redis bytes per user room |"
 echo "|---|---|---|---|---|---|---|"
 for round in $(seq 1 "$ROUNDS"); do
   for setting in base sid-only one-user per-user; do
@@ -82,8 +84,9 @@ except ValueError:
 joined = max(r["connected"], 1)
 tick = 1e6 / 100  # clock ticks of /proc/<pid>/stat
 per_room = (int(m1) - int(m0)) / joined if setting == "per-user" else None
-print(f"| {rnd} | {setting} | {r['connects_per_second']:.0f} | {r['server_rss_bytes_per_connection']:.0f} | "
-      f"{(int(g1) - int(g0)) * tick / joined:.0f} | {subs} (patterns/channels) | "
+print(f"| {rnd} | {setting} | {r['connects_per_second']:.0f} ({r['connect_retried']}) | "
+      f"{r['server_rss_bytes_per_connection']:.0f} | "
+      f"{(int(g1) - int(g0)) * tick / joined:.0f} | {subs} | "
       f"{'%.0f' % per_room if per_room is not None else '-'} |")
 PY
   done

@@ -286,7 +286,13 @@ impl Subscriber {
             return End::Lost(e.to_string());
         }
         if let Err(e) = sink.psubscribe(super::SOCKET_ID_PATTERN).await {
-            return End::Lost(e.to_string());
+            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                return End::Lost(e.to_string());
+            }
+            // Redis refused it (an ACL user without `+psubscribe` and the pattern, README
+            // "ACL users"): the replica serves everything else; a one-socket broadcast
+            // reaches it only on `socket.io#/#` (several rooms) or through requests.
+            tracing::warn!(error = %e, pattern = super::SOCKET_ID_PATTERN, "socket-id rooms: pattern subscription refused; to(socketId) alone will not reach this replica's sockets");
         }
         self.ready.store(true, Ordering::Relaxed);
         metrics::gauge!("wsgate_backplane_connected").set(1.0);
