@@ -46,6 +46,8 @@ pub const SERVER_SIDE_EMIT: u64 = 9;
 pub const SERVER_SIDE_EMIT_RESPONSE: u64 = 10;
 /// `MessageType.BROADCAST_CLIENT_COUNT`.
 pub const BROADCAST_CLIENT_COUNT: u64 = 11;
+/// `MessageType.BROADCAST_ACK`.
+pub const BROADCAST_ACK: u64 = 12;
 
 /// Length (in UTF-16 units, as JavaScript counts) of a socket id; the Node adapter never
 /// uses a room's own channel for a room name of this length.
@@ -101,6 +103,20 @@ impl ShardedError {
             ShardedError::Event(e) => e.kind(),
         }
     }
+}
+
+/// The sender's ack timeout of a broadcast with acks (`opts.flags.timeout`, ms).
+fn ack_timeout(opts: Option<&Value>) -> Option<std::time::Duration> {
+    let Some(Value::Map(o)) = opts else {
+        return None;
+    };
+    let Some(Value::Map(flags)) = wire::get(o, "flags") else {
+        return None;
+    };
+    wire::get(flags, "timeout")
+        .and_then(Value::as_f64)
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .map(|ms| std::time::Duration::from_secs_f64(ms / 1e3))
 }
 
 /// The channel the Node sharded adapter (dynamic mode) publishes `b` on; a wsgate
@@ -180,8 +196,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, ShardedError> {
                     broadcast,
                 });
             }
-            // Acks are not collected on a cluster: the answer is a count of 0.
-            RequestKind::BroadcastWithAck(broadcast, None)
+            RequestKind::BroadcastWithAck(broadcast, ack_timeout(opts.as_ref()))
         }
         SOCKETS_JOIN => RequestKind::Join(wire::strings(
             wire::get(&data, "rooms"),
@@ -301,7 +316,7 @@ pub fn encode_open(uid: &str, b: &Broadcast) -> Vec<u8> {
 
 /// Turn the gateway's answer (built for the classic adapter: a JSON object with
 /// `requestId` and the answer's fields) into the sharded adapter's answer of `kind`
-/// (8, 10 or 11) from server `uid`. `None` when the payload is not such an object.
+/// (8, 10, 11 or 12) from server `uid`. `None` when the payload is not such an object.
 pub fn encode_response(uid: &str, kind: u64, classic: &[u8]) -> Option<Vec<u8>> {
     let obj: serde_json::Map<String, Json> = serde_json::from_slice(classic).ok()?;
     let request_id = obj.get("requestId")?.clone();
@@ -311,7 +326,14 @@ pub fn encode_response(uid: &str, kind: u64, classic: &[u8]) -> Option<Vec<u8>> 
             "sockets": obj.get("sockets").cloned().unwrap_or(json!([])),
         }),
         SERVER_SIDE_EMIT_RESPONSE => json!({ "requestId": request_id, "packet": null }),
-        BROADCAST_CLIENT_COUNT => json!({ "requestId": request_id, "clientCount": 0 }),
+        BROADCAST_CLIENT_COUNT => json!({
+            "requestId": request_id,
+            "clientCount": obj.get("clientCount").cloned().unwrap_or(json!(0)),
+        }),
+        BROADCAST_ACK => json!({
+            "requestId": request_id,
+            "packet": obj.get("packet").cloned().unwrap_or(Json::Null),
+        }),
         _ => return None,
     };
     serde_json::to_vec(&json!({ "type": kind, "data": data, "uid": uid, "nsp": "/" })).ok()

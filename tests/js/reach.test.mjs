@@ -267,9 +267,8 @@ describe('reach one user or one socket: 2 wsgate replicas + 1 Node server + emit
 
 // Redis Cluster: the Node server uses createShardedAdapter (dynamic subscription mode) and
 // `wsgate publish --redis-mode cluster` publishes; the classic emitter has no sharded mode.
-// Not covered, because the sharded adapter does not support it: acks (it answers a count of
-// 0), and `io.to(oneWsgateSocketId)` from a Node server, which the adapter sends to that
-// room's own shard channel (a replica has none per socket; docs/backplane.md).
+// Not covered: `io.to(oneWsgateSocketId)` from a Node server, which the adapter sends to
+// that room's own shard channel (a replica has none per socket; docs/backplane.md).
 describe('reach one user or one socket on Redis Cluster: 2 wsgate replicas + 1 Node sharded server', () => {
   let cluster;
   let gws = [];
@@ -340,6 +339,13 @@ describe('reach one user or one socket on Redis Cluster: 2 wsgate replicas + 1 N
     await expectExactly('ce1', all, [a2, an], [1]);
     io.except([b1.socket.id, an.socket.id]).emit('ce2', 2);
     await expectExactly('ce2', all, [a1, a2, bn, c1], [2]);
+  });
+
+  test('the Node server\'s emitWithAck gets the wsgate clients\' acks through the sharded adapter', async () => {
+    const toUser = await io.timeout(4000).to('user:user_1').emitWithAck('ask', 'cq1');
+    assert.deepEqual(toUser.map((r) => r.from).sort(), [a1, a2, an].map((c) => c.name).sort());
+    const toAll = await io.timeout(4000).emitWithAck('ask', 'cq2');
+    assert.deepEqual(toAll.map((r) => r.from).sort(), all.map((c) => c.name).sort());
   });
 
   test('Node in(socketId).socketsJoin / fetchSockets / disconnectSockets act on that socket', async () => {
