@@ -663,11 +663,29 @@ mod tests {
         for i in 0..(REQUESTERS_KEPT + 10) {
             r.remember(i.to_string(), "u".into(), 8);
         }
-        assert!(r.take("0").is_none());
+        assert!(r.answer("0", None).is_none());
         assert_eq!(
-            r.take(&(REQUESTERS_KEPT + 9).to_string()),
+            r.answer(&(REQUESTERS_KEPT + 9).to_string(), None),
             Some(("u".into(), 8))
         );
         assert!(r.by_id.len() < REQUESTERS_KEPT);
+    }
+
+    #[test]
+    fn a_broadcast_with_acks_is_answered_several_times() {
+        let mut r = Requesters::default();
+        let count = sharded_wire::BROADCAST_CLIENT_COUNT;
+        r.remember("b".into(), "node".into(), count);
+        r.remember(
+            "f".into(),
+            "node".into(),
+            sharded_wire::FETCH_SOCKETS_RESPONSE,
+        );
+        assert_eq!(r.answer("b", Some(8)), Some(("node".into(), count)));
+        let ack = Some(("node".into(), sharded_wire::BROADCAST_ACK));
+        assert_eq!(r.answer("b", Some(9)), ack);
+        assert_eq!(r.answer("b", Some(9)), ack);
+        assert!(r.answer("f", None).is_some());
+        assert!(r.answer("f", None).is_none(), "one answer to a fetch");
     }
 }
