@@ -1,8 +1,8 @@
 //! The hot path, backplane message -> socket queues: decode one msgpack message, encode the
 //! Socket.IO packet once, queue it on 1,000 sockets. Compared with encoding per recipient
 //! (what a naive loop of `socket.emit` does) to show what "encode once" is worth; with
-//! socketioxide's own local adapter (bytes shared by every recipient, but a full queue not
-//! reported by socket) to show what wsgate's per-socket overflow reports cost; and with a
+//! socketioxide's own local adapter (the same shared bytes, but a full queue not reported by
+//! socket) to show what naming full sockets costs wsgate's adapter; and with a
 //! history position when half the sockets opted in to recovery (two encodes: one per group).
 
 #[path = "common/mod.rs"]

@@ -19,7 +19,7 @@ pub type Queues = Vec<tokio::sync::mpsc::Receiver<engineioxide::Packet>>;
 
 /// Both servers, their sockets' queues and the messages to deliver.
 pub struct Fixture {
-    /// wsgate's Socket.IO server (per-socket overflow reports).
+    /// wsgate's Socket.IO server (full sockets reported by id).
     pub io: Io,
     /// The gateway's room reference counts for `io`.
     pub membership: Membership,

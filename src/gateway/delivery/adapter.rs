@@ -3,26 +3,28 @@
 //!
 //! socketioxide's local adapter serializes a broadcast once and queues the bytes on every
 //! matching socket, but when a socket's queue is full it only reports "some socket was full"
-//! (`BroadcastError::Socket(Vec<SocketError>)` names none), and its API has no way to send
-//! pre-encoded bytes to one socket. Without the socket's id a slow consumer cannot be
-//! disconnected, so it would lose messages in silence (docs/client-contract.md, "Slow clients").
+//! (`BroadcastError::Socket(Vec<SocketError>)` names none). Without the socket's id a slow
+//! consumer cannot be disconnected, so it would lose messages in silence
+//! (docs/client-contract.md, "Slow clients").
 //!
-//! This adapter keeps socketioxide's room registry ([`CoreLocalAdapter`]) and changes one
-//! thing: a non-volatile broadcast is handed to the matching sockets one at a time, so a
-//! full queue is reported with its socket id on the [`Overflow`] channel. The packet's
-//! arguments are still serialized once (by the broadcast operator, before the adapter sees
-//! them); what each recipient adds is the packet header around those bytes (one small copy:
-//! see `benches/fanout.rs` for its price). Volatile broadcasts keep the shared path: they may
-//! be skipped, so there is nothing to report.
+//! This adapter keeps socketioxide's room registry and shared path ([`CoreLocalAdapter`]:
+//! one encoding, the same bytes for every recipient) and runs a non-volatile broadcast
+//! inside vendored socketioxide hunk 8 (`adapter::report::report_full`), which names the
+//! sockets whose queue was full and skips those cut off earlier; each is reported on the
+//! [`Overflow`] channel. Volatile broadcasts may be skipped anyway, so there is nothing to
+//! report for them.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     future,
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
-use socketioxide::{BroadcastError, SocketError, adapter::Emitter};
+use socketioxide::{
+    BroadcastError,
+    adapter::{Emitter, report::report_full},
+};
 use socketioxide_core::{
     Sid,
     adapter::{
@@ -84,7 +86,7 @@ impl Overflow {
     }
 }
 
-/// socketioxide's local adapter with per-socket overflow reports.
+/// socketioxide's local adapter, with full sockets reported by id.
 pub struct Adapter {
     local: CoreLocalAdapter<Emitter>,
     overflow: Overflow,
@@ -143,39 +145,23 @@ impl Adapter {
                     .map_err(BroadcastError::from);
             }
         };
-        let mut errors = Vec::new();
         // The lock is not held while packets are queued.
-        let cut: Vec<Sid> = {
+        let cut: HashSet<Sid> = {
             let mut cut = self
                 .overflow
                 .cut
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             if cut.is_empty() {
-                Vec::new()
+                HashSet::new()
             } else {
                 cut.retain(|_, at| at.elapsed() < CUT_FOR);
                 cut.keys().copied().collect()
             }
         };
-        let mut full = Vec::new();
-        for sid in self.local.sockets(opts) {
-            if !cut.is_empty() && cut.contains(&sid) {
-                continue;
-            }
-            // Options naming only a socket id select exactly that socket.
-            if let Err(errs) = self
-                .local
-                .broadcast(packet.clone(), BroadcastOptions::new(sid))
-            {
-                for e in errs {
-                    if matches!(e, SocketError::InternalChannelFull) {
-                        full.push(sid);
-                    }
-                    errors.push(e);
-                }
-            }
-        }
+        // Encoded once, the same bytes queued on every socket (vendored socketioxide hunk 8
+        // names the full ones and skips the cut ones).
+        let (sent, full) = report_full(cut, || self.local.broadcast(packet, opts));
         if !full.is_empty() {
             let mut cut = self
                 .overflow
@@ -187,10 +173,6 @@ impl Adapter {
                 Overflow::report(tx, sid);
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(BroadcastError::Socket(errors))
-        }
+        sent.map_err(BroadcastError::from)
     }
 }

@@ -50,3 +50,72 @@ impl CoreAdapter<Emitter> for LocalAdapter {
     }
 }
 impl DefinedAdapter for LocalAdapter {}
+
+/// wsgate hunk 8: which sockets a broadcast found full, by id, on the shared path.
+///
+/// The local adapter encodes a broadcast once and hands the same bytes to every matching
+/// socket, but a full socket comes back as a bare `SocketError::InternalChannelFull`, which
+/// names no socket. An adapter that must act on the full socket (disconnect a slow consumer)
+/// had to send to each socket on its own, encoding the packet again for each. Inside
+/// [`report_full`], the namespace's `send_many` skips the sockets in `skip` and records
+/// every socket whose queue was full; nothing changes outside it.
+pub mod report {
+    use socketioxide_core::Sid;
+    use std::{cell::RefCell, collections::HashSet};
+
+    struct Scope {
+        skip: HashSet<Sid>,
+        full: Vec<Sid>,
+    }
+
+    thread_local! {
+        static SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
+    }
+
+    /// Run `f` (which broadcasts on this thread, without awaiting), not sending to the
+    /// sockets in `skip`; returns `f`'s result and the sockets found full, in send order.
+    pub fn report_full<T>(skip: HashSet<Sid>, f: impl FnOnce() -> T) -> (T, Vec<Sid>) {
+        let outer = SCOPE.with(|s| {
+            s.borrow_mut().replace(Scope {
+                skip,
+                full: Vec::new(),
+            })
+        });
+        // Restored also if `f` panics, so the thread's later broadcasts are not captured.
+        struct Restore(Option<Option<Scope>>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                if let Some(outer) = self.0.take() {
+                    SCOPE.with(|s| *s.borrow_mut() = outer);
+                }
+            }
+        }
+        let mut restore = Restore(Some(outer));
+        let out = f();
+        let outer = restore.0.take().unwrap_or(None);
+        let full = SCOPE
+            .with(|s| std::mem::replace(&mut *s.borrow_mut(), outer))
+            .map(|scope| scope.full)
+            .unwrap_or_default();
+        (out, full)
+    }
+
+    /// Whether a [`report_full`] is running on this thread.
+    pub(crate) fn active() -> bool {
+        SCOPE.with(|s| s.borrow().is_some())
+    }
+
+    /// Whether the current [`report_full`] skips `sid`.
+    pub(crate) fn skipped(sid: &Sid) -> bool {
+        SCOPE.with(|s| s.borrow().as_ref().is_some_and(|scope| scope.skip.contains(sid)))
+    }
+
+    /// Record that `sid`'s queue was full, if a [`report_full`] is running.
+    pub(crate) fn full(sid: Sid) {
+        SCOPE.with(|s| {
+            if let Some(scope) = s.borrow_mut().as_mut() {
+                scope.full.push(sid);
+            }
+        });
+    }
+}

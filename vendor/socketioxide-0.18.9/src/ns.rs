@@ -320,9 +320,18 @@ impl<A: Adapter> InnerEmitter for Namespace<A> {
 
     fn send_many(&self, sids: BroadcastIter<'_>, data: Value) -> Result<(), Vec<SocketError>> {
         let sockets = self.sockets.read().unwrap();
+        // wsgate hunk 8: skip and report sockets by id inside `adapter::report::report_full`.
+        let scoped = crate::adapter::report::active();
         let errs: Vec<SocketError> = sids
+            .filter(|sid| !scoped || !crate::adapter::report::skipped(sid))
             .filter_map(|sid| sockets.get(&sid))
-            .filter_map(|socket| socket.send_raw(data.clone()).err())
+            .filter_map(|socket| {
+                let err = socket.send_raw(data.clone()).err()?;
+                if matches!(err, SocketError::InternalChannelFull) {
+                    crate::adapter::report::full(socket.id);
+                }
+                Some(err)
+            })
             .collect();
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
