@@ -28,7 +28,11 @@ use std::{
 
 use futures_util::{Sink, stream::SplitSink, task::AtomicWaker};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::{WebSocketStream, tungstenite::Message};
+use engineioxide_core::Str;
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{Message, Utf8Bytes},
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::socket::QueuedPackets;
@@ -49,6 +53,34 @@ pub(crate) trait DirectWrite: Send + Sync {
 thread_local! {
     /// The sinks written to, unflushed, during the current poll of a [`write_batch`] future.
     static BATCH: RefCell<Option<Vec<Arc<dyn DirectWrite>>>> = const { RefCell::new(None) };
+}
+
+thread_local! {
+    /// wsgate hunk 8: the last message framed for a direct write on this thread, and its
+    /// frame. Every recipient of a broadcast is sent the same bytes (one encoding), so all
+    /// but the first reuse the frame: a reference count instead of an allocation and a copy
+    /// per recipient. The message is kept with its frame, so its bytes cannot be freed and
+    /// their address reused by another message while they are compared.
+    static LAST_FRAME: RefCell<Option<(Str, Utf8Bytes)>> = const { RefCell::new(None) };
+}
+
+/// The engine.io message packet for `msg` (`4` then the payload), built once per message.
+fn text_frame(msg: &Str) -> Utf8Bytes {
+    LAST_FRAME.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((seen, frame)) = last.as_ref()
+            && seen.as_str().as_ptr() == msg.as_str().as_ptr()
+            && seen.len() == msg.len()
+        {
+            return frame.clone();
+        }
+        let mut text = String::with_capacity(msg.len() + 1);
+        text.push('4');
+        text.push_str(msg);
+        let frame = Utf8Bytes::from(text);
+        *last = Some((msg.clone(), frame.clone()));
+        frame
+    })
 }
 
 /// Write `packets` through `direct` now (see [`DirectWrite::try_write`]), unflushed if a
@@ -206,13 +238,7 @@ where
 {
     fn try_write(&self, packets: QueuedPackets, batch: bool) -> Result<bool, QueuedPackets> {
         let message = match &packets {
-            QueuedPackets::Message(msg) => {
-                // The engine.io message packet: `4` then the payload.
-                let mut text = String::with_capacity(msg.len() + 1);
-                text.push('4');
-                text.push_str(msg);
-                Message::Text(text.into())
-            }
+            QueuedPackets::Message(msg) => Message::Text(text_frame(msg)),
             QueuedPackets::Binary(bin) if !self.v3 => Message::Binary(bin.clone()),
             QueuedPackets::Binary(_) | QueuedPackets::Other(_) => return Err(packets),
         };
@@ -325,4 +351,27 @@ fn now<T>(f: impl FnMut(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
     let mut cx = Context::from_waker(Waker::noop());
     let fut = std::pin::pin!(tokio::task::coop::unconstrained(std::future::poll_fn(f)));
     fut.poll(&mut cx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_framed_once_and_only_its_own_bytes_match() {
+        let msg = Str::from(String::from("2[\"update\",1]"));
+        let first = text_frame(&msg);
+        assert_eq!(first.as_str(), "42[\"update\",1]");
+        // A clone shares the bytes: the same frame, not a new one.
+        let again = text_frame(&msg.clone());
+        assert_eq!(again.as_str().as_ptr(), first.as_str().as_ptr());
+        // Equal text elsewhere, or a slice of the same bytes, is framed on its own.
+        let other = Str::from(String::from("2[\"update\",1]"));
+        let framed = text_frame(&other);
+        assert_eq!(framed.as_str(), "42[\"update\",1]");
+        assert_ne!(framed.as_str().as_ptr(), first.as_str().as_ptr());
+        let part = other.slice(0..1);
+        assert_eq!(text_frame(&part).as_str(), "42");
+        assert_eq!(text_frame(&msg).as_str(), "42[\"update\",1]");
+    }
 }

@@ -100,9 +100,12 @@ pub mod report {
         (out, full)
     }
 
-    /// Whether a [`report_full`] is running on this thread.
-    pub(crate) fn active() -> bool {
-        SCOPE.with(|s| s.borrow().is_some())
+    /// Whether a [`report_full`] is running on this thread, and whether it skips any socket.
+    pub(crate) fn active() -> (bool, bool) {
+        SCOPE.with(|s| match s.borrow().as_ref() {
+            Some(scope) => (true, !scope.skip.is_empty()),
+            None => (false, false),
+        })
     }
 
     /// Whether the current [`report_full`] skips `sid`.
