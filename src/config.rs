@@ -249,7 +249,8 @@ pub struct BenchConfig {
     #[arg(long = "room", default_values_t = ["project_one".to_string(), "project_two".to_string(), "project_three".to_string()])]
     pub rooms: Vec<String>,
 
-    /// Token every client authenticates with (it must be allowed to join every room).
+    /// Token every client authenticates with (it must be allowed to join every room);
+    /// `{i}` in it becomes the client's index, for one user per client with a token table.
     #[arg(long, default_value = "valid-token-2")]
     pub token: String,
 
@@ -425,6 +426,12 @@ pub struct IdentityConfig {
     /// Most rooms one socket may be in (absent: no limit).
     #[arg(long, env = "WSGATE_MAX_ROOMS_PER_SOCKET")]
     pub max_rooms_per_socket: Option<std::num::NonZeroUsize>,
+
+    /// Every authenticated socket is also in the room `<prefix><userId>`, so a backend
+    /// reaches all of a user's sockets with `to("user:alice")`; clients cannot join or
+    /// leave such rooms. Empty: no user rooms.
+    #[arg(long, env = "WSGATE_USER_ROOM_PREFIX", default_value = crate::backplane::DEFAULT_USER_ROOM_PREFIX)]
+    pub user_room_prefix: String,
 }
 
 /// Room history (zero-loss recovery), shared by `serve` and `publish`.
@@ -827,6 +834,19 @@ pub struct PublishConfig {
     /// Room whose members must not receive the update (repeatable).
     #[arg(long = "except")]
     pub except: Vec<String>,
+
+    /// Target every socket of this user, on every replica (repeatable): the user room
+    /// `<--user-room-prefix><user>`.
+    #[arg(long = "user")]
+    pub users: Vec<String>,
+
+    /// Target this socket (repeatable): the room named by its id, as Node's `to(id)`.
+    #[arg(long = "socket")]
+    pub sockets: Vec<String>,
+
+    /// The replicas' `--user-room-prefix`, which `--user` names rooms with.
+    #[arg(long, env = "WSGATE_USER_ROOM_PREFIX", default_value = crate::backplane::DEFAULT_USER_ROOM_PREFIX)]
+    pub user_room_prefix: String,
 
     /// Event name the clients receive.
     #[arg(long, default_value = "chat")]

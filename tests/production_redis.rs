@@ -199,9 +199,10 @@ async fn wrong_ca_wrong_password_and_no_sentinel_each_log_once_and_stay_unready(
 /// The minimal ACL of README ("Redis users and ACL"): a replica (with history and the Redis
 /// permission source) and a publisher.
 const REPLICA_ACL: &str = "on >replica-pw resetchannels resetkeys -@all \
-    +subscribe +unsubscribe +publish +ping +unwatch +evalsha +script|load +smembers \
+    +subscribe +unsubscribe +psubscribe +publish +ping +unwatch +evalsha +script|load +smembers \
     +hget +hmget +hset +xadd +xtrim +xrange +pexpire +time \
     &socket.io#/#* &socket.io-request#/# &socket.io-response#/#* &wsgate-control#/# \
+    &socket.io#/#????????????????# \
     ~wsgate:stream:* ~wsgate:meta:* ~wsgate:perm:*";
 const PUBLISHER_ACL: &str = "on >publisher-pw resetchannels resetkeys -@all \
     +publish +ping +unwatch +evalsha +script|load \
@@ -273,6 +274,38 @@ async fn acl_users_with_the_minimal_acl_serve_publish_recover_and_revoke() {
         // Nothing was refused along the way.
         let log = redis.command(&["ACL", "LOG"]).await;
         assert_eq!(log, Resp::Array(Some(vec![])), "ACL LOG: {log:?}");
+    })
+    .await;
+}
+
+/// A replica whose ACL user predates socket-id rooms (no `+psubscribe`, no pattern) is
+/// still ready and delivers room updates: the refused pattern subscription only loses
+/// `to(socketId)`.
+#[tokio::test]
+async fn an_acl_without_the_socket_id_pattern_still_serves_rooms() {
+    run_bounded(LIMIT, async {
+        let redis = RedisServer::start().await;
+        let old = REPLICA_ACL
+            .replace("+psubscribe ", "")
+            .replace("&socket.io#/#????????????????# ", "");
+        let mut args = vec!["ACL", "SETUSER", "wsgate-replica"];
+        args.extend(old.split_whitespace());
+        assert_eq!(redis.command(&args).await, Resp::Simple("OK".into()));
+        let url = format!("redis://wsgate-replica:replica-pw@127.0.0.1:{}", redis.port);
+        let g = Gateway::start_named("old-acl", &["--redis-url", &url]).await;
+        g.wait_status("/readyz", 200, READY).await;
+        let mut c = joined(&g, "valid-token-1", "project_one").await;
+        publish_ok(&[
+            "--redis-url",
+            &redis.url(),
+            "--room",
+            "project_one",
+            "--data",
+            "\"old-acl\"",
+        ])
+        .await;
+        let (args, _) = c.wait_for_event("chat", DELIVERY).await.expect("chat");
+        assert_eq!(args[0], json!("old-acl"));
     })
     .await;
 }

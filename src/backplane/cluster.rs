@@ -232,8 +232,21 @@ impl Requesters {
         self.by_id.insert(id, (uid, kind));
     }
 
-    fn take(&mut self, id: &str) -> Option<(String, u64)> {
-        self.by_id.remove(id)
+    /// The requester of `id` and the kind of answer to send. A broadcast with acks gets
+    /// several (its client count, then each ack), so it is kept until it ages out; every
+    /// other request gets one answer.
+    fn answer(&mut self, id: &str, classic_type: Option<u64>) -> Option<(String, u64)> {
+        let (uid, kind) = self.by_id.get(id)?.clone();
+        if kind != sharded_wire::BROADCAST_CLIENT_COUNT {
+            self.by_id.remove(id);
+            return Some((uid, kind));
+        }
+        // The classic answers: 8 (the count), 9 (one ack).
+        let kind = match classic_type {
+            Some(9) => sharded_wire::BROADCAST_ACK,
+            _ => kind,
+        };
+        Some((uid, kind))
     }
 }
 
@@ -328,14 +341,16 @@ impl Backplane for ClusterBackplane {
         let publisher = self.publisher.clone();
         let requesters = self.requesters.clone();
         async move {
-            let id = serde_json::from_slice::<serde_json::Value>(&r.payload)
-                .ok()
+            let answer = serde_json::from_slice::<serde_json::Value>(&r.payload).ok();
+            let id = answer
+                .as_ref()
                 .and_then(|v| v.get("requestId")?.as_str().map(str::to_owned));
+            let classic_type = answer.as_ref().and_then(|v| v.get("type")?.as_u64());
             let target = id.and_then(|id| {
                 requesters
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .take(&id)
+                    .answer(&id, classic_type)
             });
             let Some((uid, kind)) = target else {
                 return Ok(());
@@ -648,11 +663,29 @@ mod tests {
         for i in 0..(REQUESTERS_KEPT + 10) {
             r.remember(i.to_string(), "u".into(), 8);
         }
-        assert!(r.take("0").is_none());
+        assert!(r.answer("0", None).is_none());
         assert_eq!(
-            r.take(&(REQUESTERS_KEPT + 9).to_string()),
+            r.answer(&(REQUESTERS_KEPT + 9).to_string(), None),
             Some(("u".into(), 8))
         );
         assert!(r.by_id.len() < REQUESTERS_KEPT);
+    }
+
+    #[test]
+    fn a_broadcast_with_acks_is_answered_several_times() {
+        let mut r = Requesters::default();
+        let count = sharded_wire::BROADCAST_CLIENT_COUNT;
+        r.remember("b".into(), "node".into(), count);
+        r.remember(
+            "f".into(),
+            "node".into(),
+            sharded_wire::FETCH_SOCKETS_RESPONSE,
+        );
+        assert_eq!(r.answer("b", Some(8)), Some(("node".into(), count)));
+        let ack = Some(("node".into(), sharded_wire::BROADCAST_ACK));
+        assert_eq!(r.answer("b", Some(9)), ack);
+        assert_eq!(r.answer("b", Some(9)), ack);
+        assert!(r.answer("f", None).is_some());
+        assert!(r.answer("f", None).is_none(), "one answer to a fetch");
     }
 }

@@ -35,6 +35,26 @@ pub use wire::Args;
 
 /// The namespace's channel prefix of the socket.io Redis adapter (`socket.io` + `#/#`).
 pub const BROADCAST_CHANNEL: &str = "socket.io#/#";
+/// The room channels of wsgate socket ids (16 characters), subscribed once per replica
+/// with `PSUBSCRIBE`: an emitter's `to(socketId)` publishes on the room's own channel, and
+/// a subscription per socket would cost a Redis command per connect. Names of other rooms
+/// of that length match too: the engine delivers those from their own subscription, and
+/// without local members they reach nobody.
+pub const SOCKET_ID_PATTERN: &str = "socket.io#/#????????????????#";
+
+/// Whether `room` has the shape of a wsgate socket id (socketioxide's: 16 url-safe base64
+/// characters): such a room is a socket-id room, the room of exactly that socket.
+pub fn is_socket_id(room: &str) -> bool {
+    room.len() == 16
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The room prefix of a user's sockets (`user:<userId>`) unless `--user-room-prefix`
+/// says otherwise; replicas and publishers must agree on it.
+pub const DEFAULT_USER_ROOM_PREFIX: &str = "user:";
+
 /// Requests between servers (socketsJoin, fetchSockets, ...), JSON or msgpack.
 pub const REQUEST_CHANNEL: &str = "socket.io-request#/#";
 /// Answers to requests.
@@ -169,5 +189,21 @@ mod tests {
         assert_eq!(channel_for(&b), "socket.io#/#");
         b.rooms.clear();
         assert_eq!(channel_for(&b), "socket.io#/#");
+    }
+
+    #[test]
+    fn the_pattern_matches_a_socket_id_room_channel() {
+        let sid = socketioxide::socket::Sid::new().to_string();
+        assert!(is_socket_id(&sid));
+        assert_eq!(SOCKET_ID_PATTERN.matches('?').count(), sid.len());
+        assert_eq!(
+            SOCKET_ID_PATTERN.replace("????????????????", &sid),
+            room_channel(&sid)
+        );
+        assert!(
+            !is_socket_id("abcdefghijklmnopqrst"),
+            "Node's ids are 20 long"
+        );
+        assert!(!is_socket_id("abcdefghijklmno!"));
     }
 }

@@ -4,7 +4,9 @@
 //! the order they were made, reads messages, decodes each once and hands it to the
 //! gateway through the inbound channel. When Redis goes away it marks the engine not
 //! ready, logs once, reconnects with capped exponential backoff and jitter, and subscribes
-//! again to every room that still has members. A subscriber Redis closes (`CLIENT KILL`,
+//! again to every room that still has members. Socket-id rooms (`to(socketId)`) take no
+//! subscription each: one pattern, [`super::SOCKET_ID_PATTERN`], brings every room channel
+//! whose name has a wsgate socket id's length. A subscriber Redis closes (`CLIENT KILL`,
 //! its `client-output-buffer-limit pubsub` passed, a Sentinel failover) is noticed when its
 //! stream ends and counted in `wsgate_backplane_disconnects_total{reason}`. Each connection
 //! is made by a [`Connector`] (TLS, ACL user, the primary Sentinel names now). Publishing
@@ -91,15 +93,17 @@ impl RedisPublisher {
 
     /// Publish `b`; returns how many subscribers received it and, when it went into its
     /// room's history (history on, exactly one room, not volatile), its position.
-    /// Broadcasts to several rooms or to all have no single history, and a volatile one
-    /// may be skipped anyway: those are published plain.
+    /// Broadcasts to several rooms or to all have no single history, a volatile one
+    /// may be skipped anyway, and a socket-id room ends with its connection: those are
+    /// published plain.
     pub async fn publish_positioned(
         &self,
         b: &Broadcast,
     ) -> Result<(u64, Option<Position>), BackplaneError> {
         let channel = super::channel_for(b);
-        match (&self.history, b.rooms.len()) {
-            (Some(cfg), 1) if !b.volatile => {
+        match (&self.history, b.rooms.as_slice()) {
+            // A socket-id room keeps no history: it lives as long as one connection.
+            (Some(cfg), [room]) if !b.volatile && !super::is_socket_id(room) => {
                 let prefix = wire::encode_open(&self.uid, b);
                 let mut conn = self.pool.get().await?;
                 let (n, at) = stream::publish(&mut conn, cfg, &channel, &prefix, false).await?;
@@ -281,6 +285,15 @@ impl Subscriber {
         if let Err(e) = sink.subscribe(&initial).await {
             return End::Lost(e.to_string());
         }
+        if let Err(e) = sink.psubscribe(super::SOCKET_ID_PATTERN).await {
+            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                return End::Lost(e.to_string());
+            }
+            // Redis refused it (an ACL user without `+psubscribe` and the pattern, README
+            // "ACL users"): the replica serves everything else; a one-socket broadcast
+            // reaches it only on `socket.io#/#` (several rooms) or through requests.
+            tracing::warn!(error = %e, pattern = super::SOCKET_ID_PATTERN, "socket-id rooms: pattern subscription refused; to(socketId) alone will not reach this replica's sockets");
+        }
         self.ready.store(true, Ordering::Relaxed);
         metrics::gauge!("wsgate_backplane_connected").set(1.0);
         metrics::gauge!("wsgate_backplane_subscriptions").set(self.rooms.len() as f64);
@@ -326,6 +339,12 @@ impl Subscriber {
     }
 
     async fn on_message(&self, msg: &::redis::Msg) {
+        // A room channel with a socket id's length: a socket-id room (Node's `to(id)`).
+        // A room of that length this replica is subscribed to arrives as a plain message
+        // too: that copy is the one delivered.
+        if msg.from_pattern() && self.rooms.contains(msg.get_channel_name()) {
+            return;
+        }
         let payload = msg.get_payload_bytes();
         let rx = &self.receiver;
         let inbound = if msg.get_channel_name() == CONTROL_CHANNEL {

@@ -30,9 +30,10 @@ pub enum RequestKind {
     /// 6: an event for server-side listeners; wsgate has none, but answers `null` when
     /// the sender waits for acks.
     ServerSideEmit,
-    /// 7: a broadcast whose sender collects client acks (msgpack). wsgate delivers it
-    /// without collecting acks and reports a client count of 0.
-    BroadcastWithAck(super::Broadcast),
+    /// 7: a broadcast whose sender collects client acks (msgpack), with the sender's
+    /// timeout (`opts.flags.timeout`, ms) when it gave one. A replica answers how many
+    /// local clients got it (8), then each client's ack (9) as it comes.
+    BroadcastWithAck(super::Broadcast, Option<std::time::Duration>),
     /// Any other type (broadcast acks of Node servers): ignored.
     Other(u64),
 }
@@ -98,7 +99,14 @@ pub fn decode(bytes: &[u8]) -> Result<Request, RequestError> {
         },
         5 => RequestKind::Fetch,
         6 => RequestKind::ServerSideEmit,
-        7 => RequestKind::BroadcastWithAck(broadcast_of(obj).ok_or(RequestError::Shape)?),
+        7 => RequestKind::BroadcastWithAck(
+            broadcast_of(obj).ok_or(RequestError::Shape)?,
+            opts.and_then(|o| o.get("flags"))
+                .and_then(|f| f.get("timeout"))
+                .and_then(Json::as_f64)
+                .filter(|ms| ms.is_finite() && *ms >= 0.0)
+                .map(|ms| std::time::Duration::from_secs_f64(ms / 1e3)),
+        ),
         n => RequestKind::Other(n),
     };
     // SOCKETS names its rooms at the top level; the others select with opts.
@@ -196,11 +204,21 @@ pub fn server_side_emit_response(request_id: &str) -> Response {
     respond(request_id, serde_json::json!({ "type": 6, "data": null }))
 }
 
-/// Answer to [`RequestKind::BroadcastWithAck`]: no acks will follow from this server.
-pub fn client_count_response(request_id: &str) -> Response {
+/// First answer to [`RequestKind::BroadcastWithAck`]: how many local clients got it, so
+/// the sender knows how many acks to wait for from this server.
+pub fn client_count_response(request_id: &str, count: usize) -> Response {
     respond(
         request_id,
-        serde_json::json!({ "type": 8, "clientCount": 0 }),
+        serde_json::json!({ "type": 8, "clientCount": count }),
+    )
+}
+
+/// One client's ack of a [`RequestKind::BroadcastWithAck`] (its first argument, as the
+/// Node adapter passes it on).
+pub fn broadcast_ack_response(request_id: &str, packet: Json) -> Response {
+    respond(
+        request_id,
+        serde_json::json!({ "type": 9, "packet": packet }),
     )
 }
 
@@ -230,6 +248,25 @@ mod tests {
         assert_eq!(r.kind, RequestKind::Fetch);
         let resp = fetch_response(r.request_id.as_deref().unwrap(), vec![]);
         assert_eq!(resp.payload, br#"{"requestId":"42","sockets":[]}"#);
+    }
+
+    #[test]
+    fn broadcast_with_ack_carries_the_senders_timeout() {
+        let r = decode(br#"{"uid":"n1","requestId":"7a","type":7,"packet":{"type":2,"data":["ask",1],"nsp":"/"},"opts":{"rooms":["r"],"except":[],"flags":{"timeout":1500}}}"#).unwrap();
+        let RequestKind::BroadcastWithAck(b, timeout) = r.kind else {
+            panic!("not a broadcast with ack: {:?}", r.kind);
+        };
+        assert_eq!(b.event, "ask");
+        assert_eq!(b.rooms, ["r"]);
+        assert_eq!(timeout, Some(std::time::Duration::from_millis(1500)));
+        assert_eq!(
+            client_count_response("7a", 2).payload,
+            br#"{"requestId":"7a","type":8,"clientCount":2}"#
+        );
+        assert_eq!(
+            broadcast_ack_response("7a", serde_json::json!({"ok": 1})).payload,
+            br#"{"requestId":"7a","type":9,"packet":{"ok":1}}"#
+        );
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub const SERVER_SIDE_EMIT: u64 = 9;
 pub const SERVER_SIDE_EMIT_RESPONSE: u64 = 10;
 /// `MessageType.BROADCAST_CLIENT_COUNT`.
 pub const BROADCAST_CLIENT_COUNT: u64 = 11;
+/// `MessageType.BROADCAST_ACK`.
+pub const BROADCAST_ACK: u64 = 12;
 
 /// Length (in UTF-16 units, as JavaScript counts) of a socket id; the Node adapter never
 /// uses a room's own channel for a room name of this length.
@@ -103,10 +105,28 @@ impl ShardedError {
     }
 }
 
-/// The channel the Node sharded adapter (dynamic mode) publishes `b` on.
+/// The sender's ack timeout of a broadcast with acks (`opts.flags.timeout`, ms).
+fn ack_timeout(opts: Option<&Value>) -> Option<std::time::Duration> {
+    let Some(Value::Map(o)) = opts else {
+        return None;
+    };
+    let Some(Value::Map(flags)) = wire::get(o, "flags") else {
+        return None;
+    };
+    wire::get(flags, "timeout")
+        .and_then(Value::as_f64)
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .map(|ms| std::time::Duration::from_secs_f64(ms / 1e3))
+}
+
+/// The channel the Node sharded adapter (dynamic mode) publishes `b` on; a wsgate
+/// socket id's room goes to the namespace channel too (as the adapter does for its own
+/// ids), since a replica has no shard channel per socket.
 pub fn channel_for(b: &Broadcast) -> String {
     match b.rooms.as_slice() {
-        [room] if room.encode_utf16().count() != SOCKET_ID_LEN => super::room_channel(room),
+        [room] if room.encode_utf16().count() != SOCKET_ID_LEN && !super::is_socket_id(room) => {
+            super::room_channel(room)
+        }
         _ => BROADCAST_CHANNEL.to_owned(),
     }
 }
@@ -176,7 +196,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, ShardedError> {
                     broadcast,
                 });
             }
-            RequestKind::BroadcastWithAck(broadcast)
+            RequestKind::BroadcastWithAck(broadcast, ack_timeout(opts.as_ref()))
         }
         SOCKETS_JOIN => RequestKind::Join(wire::strings(
             wire::get(&data, "rooms"),
@@ -296,7 +316,7 @@ pub fn encode_open(uid: &str, b: &Broadcast) -> Vec<u8> {
 
 /// Turn the gateway's answer (built for the classic adapter: a JSON object with
 /// `requestId` and the answer's fields) into the sharded adapter's answer of `kind`
-/// (8, 10 or 11) from server `uid`. `None` when the payload is not such an object.
+/// (8, 10, 11 or 12) from server `uid`. `None` when the payload is not such an object.
 pub fn encode_response(uid: &str, kind: u64, classic: &[u8]) -> Option<Vec<u8>> {
     let obj: serde_json::Map<String, Json> = serde_json::from_slice(classic).ok()?;
     let request_id = obj.get("requestId")?.clone();
@@ -306,7 +326,14 @@ pub fn encode_response(uid: &str, kind: u64, classic: &[u8]) -> Option<Vec<u8>> 
             "sockets": obj.get("sockets").cloned().unwrap_or(json!([])),
         }),
         SERVER_SIDE_EMIT_RESPONSE => json!({ "requestId": request_id, "packet": null }),
-        BROADCAST_CLIENT_COUNT => json!({ "requestId": request_id, "clientCount": 0 }),
+        BROADCAST_CLIENT_COUNT => json!({
+            "requestId": request_id,
+            "clientCount": obj.get("clientCount").cloned().unwrap_or(json!(0)),
+        }),
+        BROADCAST_ACK => json!({
+            "requestId": request_id,
+            "packet": obj.get("packet").cloned().unwrap_or(Json::Null),
+        }),
         _ => return None,
     };
     serde_json::to_vec(&json!({ "type": kind, "data": data, "uid": uid, "nsp": "/" })).ok()
@@ -317,7 +344,7 @@ pub fn response_kind(k: &RequestKind) -> Option<u64> {
     match k {
         RequestKind::Fetch => Some(FETCH_SOCKETS_RESPONSE),
         RequestKind::ServerSideEmit => Some(SERVER_SIDE_EMIT_RESPONSE),
-        RequestKind::BroadcastWithAck(_) => Some(BROADCAST_CLIENT_COUNT),
+        RequestKind::BroadcastWithAck(..) => Some(BROADCAST_CLIENT_COUNT),
         _ => None,
     }
 }
@@ -430,6 +457,8 @@ mod tests {
         let mut b = wire::example_update();
         b.rooms = vec!["x".repeat(20)];
         assert_eq!(channel_for(&b), "socket.io#/#", "socket-id-like rooms");
+        b.rooms = vec!["AbCd_-0123456789".into()];
+        assert_eq!(channel_for(&b), "socket.io#/#", "wsgate socket ids");
         b.rooms = vec![];
         assert_eq!(channel_for(&b), "socket.io#/#");
         assert_eq!(response_channel("req999"), "socket.io#/#req999#");

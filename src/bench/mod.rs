@@ -86,7 +86,7 @@ async fn connect_all(cfg: &BenchConfig) -> (Vec<client::Client>, usize, usize, D
         let url = cfg.urls[i % cfg.urls.len()].clone();
         let room = i % cfg.rooms.len();
         let room_name = cfg.rooms[room].clone();
-        let token = cfg.token.clone();
+        let token = cfg.token.replace("{i}", &i.to_string());
         let sem = sem.clone();
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await.ok()?;

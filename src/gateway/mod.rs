@@ -68,6 +68,8 @@ pub struct Gateway {
     recover: recover::Commands,
     /// Stock connection-state recovery, when on.
     csr: Option<resume::Csr>,
+    /// `--user-room-prefix`: every socket is in `<prefix><userId>` (`None`: no user rooms).
+    user_room_prefix: Option<String>,
 }
 
 impl Gateway {
@@ -112,6 +114,7 @@ impl Gateway {
             history,
             recover: recover::Commands::default(),
             csr: None,
+            user_room_prefix: Some(crate::backplane::DEFAULT_USER_ROOM_PREFIX.to_owned()),
         })
     }
 
@@ -122,6 +125,21 @@ impl Gateway {
             gw.csr = Some(csr);
         }
         self
+    }
+
+    /// This gateway with user rooms under `prefix` (`--user-room-prefix`; empty: none).
+    /// Call before [`Gateway::attach`], while no one else holds it.
+    pub fn with_user_room_prefix(mut self: Arc<Self>, prefix: &str) -> Arc<Self> {
+        if let Some(gw) = Arc::get_mut(&mut self) {
+            gw.user_room_prefix = (!prefix.is_empty()).then(|| prefix.to_owned());
+        }
+        self
+    }
+
+    /// Whether a client may not name `room` in `join_project` / `leave_project`: a
+    /// socket-id room or a user room (`delivery::reach`).
+    fn reserved_room(&self, room: &str) -> bool {
+        delivery::reach::reserved(self.user_room_prefix.as_deref(), room)
     }
 
     /// Whether stock connection-state recovery is on.
@@ -172,6 +190,7 @@ fn on_connect(gw: Arc<Gateway>, socket: Socket) {
     if let Some(identity) = socket.extensions.get::<Identity>() {
         expiry::set(&socket, identity.expires_at);
     }
+    delivery::reach::enter(&gw, &socket);
     socket.on_disconnect(move |s: Socket| {
         metrics::gauge!("wsgate_connections").decrement(1.0);
         gw.limits.on_disconnect();

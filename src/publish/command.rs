@@ -36,10 +36,22 @@ fn broadcasts(cfg: &PublishConfig) -> Result<Vec<Broadcast>, PublishError> {
             "--event: expected a non-empty event name".into(),
         ));
     }
+    if !cfg.users.is_empty() && cfg.user_room_prefix.is_empty() {
+        return Err(PublishError::Input(
+            "--user: user rooms are off (--user-room-prefix is empty)".into(),
+        ));
+    }
+    let mut rooms = cfg.rooms.clone();
+    rooms.extend(
+        cfg.users
+            .iter()
+            .map(|u| super::user_room(&cfg.user_room_prefix, u)),
+    );
+    rooms.extend(cfg.sockets.iter().cloned());
     Ok(vec![Broadcast {
         event: cfg.event.clone(),
         args: Args(args),
-        rooms: cfg.rooms.clone(),
+        rooms,
         except: cfg.except.clone(),
         volatile: cfg.volatile,
         sent_at: None,

@@ -130,7 +130,7 @@ pub async fn run(
         access.limits,
         fleet.history,
     );
-    let gateway = with_recovery(gateway, fleet.sessions, &io, &mut tasks);
+    let gateway = with_recovery(gateway, &cfg, fleet.sessions, &io, &mut tasks);
     tasks.spawn(
         "delivery",
         gateway::deliver(
@@ -201,14 +201,16 @@ fn admission(cfg: &ServeConfig) -> Arc<net::Admission> {
     )
 }
 
-/// Turn stock connection-state recovery on when `sessions` says it is, attach the
-/// gateway to `io`, and keep the sessions alive in a supervised task.
+/// Set the user rooms' prefix, turn stock connection-state recovery on when `sessions`
+/// says it is, attach the gateway to `io`, and keep the sessions alive in a supervised task.
 fn with_recovery(
     gateway: Arc<gateway::Gateway>,
+    cfg: &ServeConfig,
     sessions: Option<Sessions>,
     io: &gateway::Io,
     tasks: &mut Tasks,
 ) -> Arc<gateway::Gateway> {
+    let gateway = gateway.with_user_room_prefix(&cfg.identity.user_room_prefix);
     let gateway = match sessions {
         Some((store, keep_every)) => {
             gateway.with_connection_state_recovery(gateway::resume::Csr::new(store, keep_every))

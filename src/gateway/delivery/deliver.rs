@@ -5,11 +5,12 @@
 
 use std::{sync::Arc, time::Duration};
 
+use futures_util::StreamExt;
 use serde_json::json;
 use socketioxide::{BroadcastError, SocketError};
 
 use super::{
-    membership::{self, Membership},
+    membership::Membership,
     recover::{self, Recovering, with_position},
 };
 use crate::{
@@ -132,7 +133,10 @@ async fn deliver(
 ) {
     let started = std::time::Instant::now();
     let matched = match (membership, b.rooms.as_slice()) {
-        (Some(m), [room]) if b.except.is_empty() => m.count(room),
+        // A socket-id room is local only: it has no count.
+        (Some(m), [room]) if b.except.is_empty() && !super::reach::is_socket_id(room) => {
+            m.count(room)
+        }
         _ => io
             .to(b.rooms.clone())
             .except(b.except.clone())
@@ -222,9 +226,54 @@ fn details(s: &Socket) -> request::SocketDetails {
             "xdomain": false,
             "secure": false,
         }),
-        rooms: membership::project_rooms(s),
+        rooms: super::reach::node_rooms(s),
         data: json!({ "userId": user }),
     }
+}
+
+/// How long a broadcast's acks are collected when its sender gave no timeout, and at most.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+const ACK_TIMEOUT_MAX: Duration = Duration::from_secs(300);
+
+/// A Node server's broadcast with acks (`io.timeout(t).emitWithAck`): sent to the matching
+/// local clients; this replica answers how many got it, then each client's ack as it comes,
+/// until the sender's timeout (in the background: the delivery task never waits for a
+/// client). As Node's adapter, the first argument of each ack is passed on.
+async fn with_acks(io: &Io, gw: &Gateway, b: Broadcast, timeout: Option<Duration>, id: &str) {
+    let count = select_broadcast(io, &b).len();
+    let timeout = timeout.unwrap_or(ACK_TIMEOUT).min(ACK_TIMEOUT_MAX);
+    let acks = io
+        .to(b.rooms)
+        .except(b.except)
+        .timeout(timeout)
+        .emit_with_ack::<_, serde_json::Value>(&b.event, &b.args)
+        .await;
+    let (backplane, id) = (gw.backplane.clone(), id.to_owned());
+    tokio::spawn(async move {
+        let answer = |r| async {
+            if let Err(e) = backplane.respond(r).await {
+                tracing::warn!(error = %e, "could not answer a broadcast with acks");
+            }
+        };
+        answer(request::client_count_response(&id, count)).await;
+        let acks = match acks {
+            Ok(acks) => acks,
+            Err(e) => return tracing::debug!(error = %e, "broadcast with acks not sent"),
+        };
+        let mut acks = std::pin::pin!(acks);
+        while let Some((_, ack)) = acks.next().await {
+            // A client that did not answer in time is left out, as on a Node server.
+            match ack {
+                // socketioxide gives a one-argument ack as that argument.
+                Ok(arg) => answer(request::broadcast_ack_response(&id, arg)).await,
+                Err(e) => tracing::debug!(error = %e, "a client's ack is left out"),
+            }
+        }
+    });
+}
+
+fn select_broadcast(io: &Io, b: &Broadcast) -> Vec<Socket> {
+    io.to(b.rooms.clone()).except(b.except.clone()).sockets()
 }
 
 async fn on_request(io: &Io, gw: &Gateway, r: Request) {
@@ -271,9 +320,13 @@ async fn on_request(io: &Io, gw: &Gateway, r: Request) {
             tracing::debug!("server-side emit ignored: wsgate has no server-side listeners");
             id.map(request::server_side_emit_response)
         }
-        (RequestKind::BroadcastWithAck(b), id) => {
+        (RequestKind::BroadcastWithAck(b, timeout), Some(id)) => {
+            with_acks(io, gw, b.clone(), *timeout, id).await;
+            None
+        }
+        (RequestKind::BroadcastWithAck(b, _), None) => {
             deliver(io, b.clone(), Some(&gw.membership), None).await;
-            id.map(request::client_count_response)
+            None
         }
         _ => None,
     };

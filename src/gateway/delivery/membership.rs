@@ -33,12 +33,13 @@ enum Wait {
 use crate::backplane::{Backplane, BackplaneError};
 
 /// The project rooms `socket` is in: its rooms without wsgate's companion rooms of
-/// recovery, which never count in room limits, `fetchSockets` answers or revocation.
+/// recovery and without its socket-id and user rooms (`reach`), which never count in room
+/// limits or revocation.
 pub fn project_rooms(socket: &Socket) -> Vec<String> {
     socket
         .rooms()
         .into_iter()
-        .filter(|r| !super::recover::is_internal(r))
+        .filter(|r| !super::recover::is_internal(r) && !super::reach::is_own(socket, r))
         .map(|r| r.to_string())
         .collect()
 }

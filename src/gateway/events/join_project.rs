@@ -25,6 +25,10 @@ const MAX_ATTEMPTS: usize = 5;
 /// Handle a `join_project` event (`payload` is `None` when the client sent none).
 pub(crate) async fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>) -> Outcome {
     let (project, ask) = validate::join(payload.as_ref()).map_err(ClientError::Validation)?;
+    if gw.reserved_room(project) {
+        // wsgate's own rooms (a socket id, a user): as for any project it may not see.
+        return Err(not_found(payload));
+    }
     within_room_limit(gw, socket, project, payload.as_ref())?;
     let opted = ask != Recover::No;
     if opted {
@@ -40,16 +44,21 @@ pub(crate) async fn handle(gw: &Gateway, socket: &Socket, payload: Option<Value>
         if opted {
             recover::cancel(gw, socket, project);
         }
-        return Err(ClientError::NotFound {
-            pattern: EventName::JoinProject.as_str(),
-            data: payload.unwrap_or(Value::Null),
-        });
+        return Err(not_found(payload));
     }
     if opted {
         let read = recover::read(gw, socket, project, ask).await;
         return Ok(Reply::Recovery(Box::new(read)));
     }
     Ok(Reply::Text(format!("You have joined {project}!").into()))
+}
+
+/// The one answer for a project that does not exist or may not be seen.
+fn not_found(payload: Option<Value>) -> ClientError {
+    ClientError::NotFound {
+        pattern: EventName::JoinProject.as_str(),
+        data: payload.unwrap_or(Value::Null),
+    }
 }
 
 /// The `wsgate_joins_total` label of an outcome.
