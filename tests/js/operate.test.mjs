@@ -87,7 +87,8 @@ describe('metrics and logs under load', () => {
     assert.equal(sample(text, 'wsgate_fanout_seconds_count'), 200);
     assert.equal(sample(text, 'wsgate_publish_latency_seconds_count'), 200);
     assert.equal(sample(text, 'wsgate_backplane_connected'), 1);
-    assert.equal(sample(text, 'wsgate_backplane_subscriptions'), 1);
+    // project_one and the clients' user room (`user:<id>`: they share one demo user).
+    assert.equal(sample(text, 'wsgate_backplane_subscriptions'), 2);
     assert.ok(text.includes('# HELP wsgate_deliveries_total'), 'metrics carry help text');
     assert.ok(!/project_one|user_1|valid-token/.test(text), 'no room, user or token as a label');
     if (process.env.WSGATE_METRICS_SAMPLE) (await import('node:fs')).writeFileSync(process.env.WSGATE_METRICS_SAMPLE, text);
