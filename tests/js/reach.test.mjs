@@ -54,6 +54,25 @@ async function warmUp(targets, publishProbe, { timeoutMs = 8000, event = 'probe'
   throw new Error(`warm-up probe never reached: ${missing.join(', ')}`);
 }
 
+/**
+ * The clients both suites use: user_1 on both wsgate replicas and on the Node server, user_2
+ * on a replica and on Node, user_3 on a replica. Returned once every user room's probe
+ * (`publishProbe(room, id)`) reaches its members, with their recorders cleared.
+ */
+async function cast(gws, nodeUrl, publishProbe) {
+  const a1 = await wsgateClient(gws[0], 'valid-token-1', 'a1(user_1@wsgate0)');
+  const a2 = await wsgateClient(gws[1], 'valid-token-1', 'a2(user_1@wsgate1)');
+  const b1 = await wsgateClient(gws[1], 'valid-token-2', 'b1(user_2@wsgate1)');
+  const c1 = await wsgateClient(gws[0], 'valid-token-3', 'c1(user_3@wsgate0)');
+  const an = await nodeClient(nodeUrl, 'user_1', 'an(user_1@node)');
+  const bn = await nodeClient(nodeUrl, 'user_2', 'bn(user_2@node)');
+  const all = [a1, a2, an, b1, bn, c1];
+  await warmUp([a1, a2, an], (id) => publishProbe('user:user_1', id));
+  await warmUp([b1, bn], (id) => publishProbe('user:user_2', id));
+  for (const c of all) c.rec.clear();
+  return { a1, a2, an, b1, bn, c1, all };
+}
+
 /** Each expected client gets `event` exactly once with `args`; nobody else gets it. */
 async function expectExactly(event, all, expected, args) {
   await waitUntil(() => expected.every((m) => m.rec.of(event).length >= 1), {
@@ -99,16 +118,7 @@ describe('reach one user or one socket: 2 wsgate replicas + 1 Node server + emit
     });
     await new Promise((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
     nodeUrl = `http://127.0.0.1:${httpServer.address().port}`;
-    a1 = await wsgateClient(gws[0], 'valid-token-1', 'a1(user_1@wsgate0)');
-    a2 = await wsgateClient(gws[1], 'valid-token-1', 'a2(user_1@wsgate1)');
-    b1 = await wsgateClient(gws[1], 'valid-token-2', 'b1(user_2@wsgate1)');
-    c1 = await wsgateClient(gws[0], 'valid-token-3', 'c1(user_3@wsgate0)');
-    an = await nodeClient(nodeUrl, 'user_1', 'an(user_1@node)');
-    bn = await nodeClient(nodeUrl, 'user_2', 'bn(user_2@node)');
-    all = [a1, a2, an, b1, bn, c1];
-    await warmUp([a1, a2, an], (id) => emitter.to('user:user_1').emit('probe', id));
-    await warmUp([b1, bn], (id) => emitter.to('user:user_2').emit('probe', id));
-    for (const c of all) c.rec.clear();
+    ({ a1, a2, an, b1, bn, c1, all } = await cast(gws, nodeUrl, (room, id) => emitter.to(room).emit('probe', id)));
   });
 
   after(async () => {
@@ -303,16 +313,7 @@ describe('reach one user or one socket on Redis Cluster: 2 wsgate replicas + 1 N
     for (const g of gws) {
       await waitUntil(async () => (await fetch(`${g.url}/readyz`)).status === 200, { timeoutMs: 15000, what: 'wsgate ready' });
     }
-    a1 = await wsgateClient(gws[0], 'valid-token-1', 'a1(user_1@wsgate0)');
-    a2 = await wsgateClient(gws[1], 'valid-token-1', 'a2(user_1@wsgate1)');
-    b1 = await wsgateClient(gws[1], 'valid-token-2', 'b1(user_2@wsgate1)');
-    c1 = await wsgateClient(gws[0], 'valid-token-3', 'c1(user_3@wsgate0)');
-    an = await nodeClient(nodeUrl, 'user_1', 'an(user_1@node)');
-    bn = await nodeClient(nodeUrl, 'user_2', 'bn(user_2@node)');
-    all = [a1, a2, an, b1, bn, c1];
-    await warmUp([a1, a2, an], (id) => { io.to('user:user_1').emit('probe', id); });
-    await warmUp([b1, bn], (id) => { io.to('user:user_2').emit('probe', id); });
-    for (const c of all) c.rec.clear();
+    ({ a1, a2, an, b1, bn, c1, all } = await cast(gws, nodeUrl, (room, id) => { io.to(room).emit('probe', id); }));
   });
 
   after(async () => {
