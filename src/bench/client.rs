@@ -2,6 +2,8 @@
 //! per received message than any full client library, so the generator does not become the
 //! bottleneck it measures.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{Message, protocol::WebSocketConfig};
 
@@ -22,6 +24,26 @@ pub struct Tally {
     pub duplicates: u64,
     /// Distinct sequence numbers received.
     pub distinct: u64,
+}
+
+/// How far one connect attempt got, read when it is abandoned at its time limit: a stalled
+/// attempt then says what it was waiting for (the websocket handshake, the CONNECT reply,
+/// or the join's answer), which tells a dropped SYN from a server that lost a packet.
+#[derive(Debug, Default)]
+pub struct Progress(AtomicU8);
+
+impl Progress {
+    /// The names of the stages, in order; the report counts stalls by these.
+    pub const STAGES: [&'static str; 3] = ["handshake", "connect", "join"];
+
+    fn set(&self, stage: u8) {
+        self.0.store(stage, Ordering::Relaxed);
+    }
+
+    /// The stage the attempt was in, an index into [`Progress::STAGES`].
+    pub fn stage(&self) -> usize {
+        usize::from(self.0.load(Ordering::Relaxed)).min(Self::STAGES.len() - 1)
+    }
 }
 
 /// A connected, joined client ready to read updates.
@@ -51,12 +73,14 @@ fn text(m: Message) -> Option<String> {
 }
 
 impl Client {
-    /// Open, authenticate and join `room_name`; answers pings on the way.
+    /// Open, authenticate and join `room_name`; answers pings on the way. `progress` says
+    /// how far it got.
     pub async fn connect(
         base: &str,
         token: &str,
         room: usize,
         room_name: &str,
+        progress: &Progress,
     ) -> Result<Self, BenchError> {
         // tungstenite zero-fills its whole read buffer (128 KiB by default) before every
         // read: with a small buffer the generator spent most of its CPU in memset.
@@ -65,6 +89,7 @@ impl Client {
             tokio_tungstenite::connect_async_with_config(ws_url(base), Some(config), true)
                 .await
                 .map_err(|e| BenchError::Client(format!("connect {base}: {e}")))?;
+        progress.set(1);
         let auth = serde_json::json!({ "token": token });
         let join = serde_json::json!(["join_project", { "projectId": room_name }]);
         ws.send(Message::text(format!("40{auth}")))
@@ -77,6 +102,7 @@ impl Client {
             if t == "2" {
                 let _ = ws.send(Message::text("3")).await;
             } else if t.starts_with("40") {
+                progress.set(2);
                 ws.send(Message::text(format!("42{join}")))
                     .await
                     .map_err(|e| BenchError::Client(e.to_string()))?;

@@ -76,9 +76,20 @@ pub async fn run(cfg: BenchConfig) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// Connect every client: the clients, how many failed, how many needed more than one
-/// attempt, and the time it took.
-async fn connect_all(cfg: &BenchConfig) -> (Vec<client::Client>, usize, usize, Duration) {
+/// What connecting every client took.
+struct Connected {
+    clients: Vec<client::Client>,
+    /// Clients that never joined.
+    failed: usize,
+    /// Clients that needed more than one attempt.
+    retried: usize,
+    /// Abandoned attempts by the stage they were stuck in ([`client::Progress::STAGES`]).
+    stalls: [usize; 3],
+    elapsed: Duration,
+}
+
+/// Connect every client.
+async fn connect_all(cfg: &BenchConfig) -> Connected {
     let started = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(cfg.connect_concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
@@ -90,33 +101,46 @@ async fn connect_all(cfg: &BenchConfig) -> (Vec<client::Client>, usize, usize, D
         let sem = sem.clone();
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await.ok()?;
-            connect_one(&url, &token, room, &room_name).await
+            Some(connect_one(&url, &token, room, &room_name).await)
         });
     }
-    let mut clients = Vec::with_capacity(cfg.clients);
-    let mut failed = 0;
-    let mut retried = 0;
+    let mut out = Connected {
+        clients: Vec::with_capacity(cfg.clients),
+        failed: 0,
+        retried: 0,
+        stalls: [0; 3],
+        elapsed: Duration::ZERO,
+    };
     let mut last_progress = Instant::now();
     while let Some(r) = tasks.join_next().await {
         match r {
-            Ok(Some((c, attempts))) => {
-                clients.push(c);
-                retried += usize::from(attempts > 1);
+            Ok(Some(attempt)) => {
+                for stage in attempt.stalls {
+                    out.stalls[stage] += 1;
+                }
+                match attempt.client {
+                    Some(c) => {
+                        out.clients.push(c);
+                        out.retried += usize::from(attempt.attempts > 1);
+                    }
+                    None => out.failed += 1,
+                }
             }
-            _ => failed += 1,
+            _ => out.failed += 1,
         }
         if last_progress.elapsed() >= Duration::from_secs(1) {
             eprintln!(
                 "bench: connected {}/{} ({} failed, {} retried)",
-                clients.len(),
+                out.clients.len(),
                 cfg.clients,
-                failed,
-                retried
+                out.failed,
+                out.retried
             );
             last_progress = Instant::now();
         }
     }
-    (clients, failed, retried, started.elapsed())
+    out.elapsed = started.elapsed();
+    out
 }
 
 /// How long one connect + authenticate + join may take before it is tried again. A
@@ -127,32 +151,58 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts per client, the first included.
 const ATTEMPTS: u32 = 3;
 
-/// Connect one client, again after a failure or a stalled attempt; the attempts it took.
-async fn connect_one(
-    url: &str,
-    token: &str,
-    room: usize,
-    room_name: &str,
-) -> Option<(client::Client, u32)> {
+/// One client's connect: the client if it joined, the attempts it took, and the stage each
+/// abandoned attempt was stuck in (an index into [`client::Progress::STAGES`]).
+struct Attempt {
+    client: Option<client::Client>,
+    attempts: u32,
+    stalls: Vec<usize>,
+}
+
+/// Connect one client, again after a failure or a stalled attempt.
+async fn connect_one(url: &str, token: &str, room: usize, room_name: &str) -> Attempt {
+    let mut stalls = Vec::new();
     for attempt in 1..=ATTEMPTS {
+        let progress = client::Progress::default();
         let outcome = tokio::time::timeout(
             ATTEMPT_TIMEOUT,
-            client::Client::connect(url, token, room, room_name),
+            client::Client::connect(url, token, room, room_name, &progress),
         )
         .await;
         match outcome {
-            Ok(Ok(c)) => return Some((c, attempt)),
+            Ok(Ok(c)) => {
+                return Attempt {
+                    client: Some(c),
+                    attempts: attempt,
+                    stalls,
+                };
+            }
             Ok(Err(e)) => tracing::debug!(error = %e, attempt, "client failed"),
-            Err(_) => tracing::debug!(attempt, "client attempt timed out"),
+            Err(_) => {
+                let stage = progress.stage();
+                let waiting_for = client::Progress::STAGES[stage];
+                tracing::warn!(attempt, waiting_for, url, "client attempt stalled");
+                stalls.push(stage);
+            }
         }
         tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
     }
-    None
+    Attempt {
+        client: None,
+        attempts: ATTEMPTS,
+        stalls,
+    }
 }
 
 async fn measure(cfg: &BenchConfig) -> Result<serde_json::Value, BenchError> {
     let baseline = procstat::total(&cfg.pids);
-    let (clients, failed, retried, connect_time) = connect_all(cfg).await;
+    let Connected {
+        clients,
+        failed,
+        retried,
+        stalls,
+        elapsed: connect_time,
+    } = connect_all(cfg).await;
     let connected = clients.len();
     let connect_rate = connected as f64 / connect_time.as_secs_f64().max(1e-9);
     // The servers' CPU over the connect phase: per connect, the cost a core pays for one
@@ -167,6 +217,11 @@ async fn measure(cfg: &BenchConfig) -> Result<serde_json::Value, BenchError> {
         "connected": connected,
         "connect_failed": failed,
         "connect_retried": retried,
+        "connect_stalls": client::Progress::STAGES
+            .iter()
+            .zip(stalls)
+            .map(|(stage, n)| (stage.to_string(), json!(n)))
+            .collect::<serde_json::Map<_, _>>(),
         "connect_seconds": connect_time.as_secs_f64(),
         "connects_per_second": connect_rate,
         "server_cpu_seconds_connecting": connect_cpu,
